@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test install clean-venv
+.PHONY: reproduce test install clean-venv docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ reproduce: $(STAMP)
 test: $(STAMP)
 	@$(VENV)/bin/python -m pytest tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# The documentation site, built offline from the committed notebooks into _docs/ (KaTeX: npm, installed on first use).
+docs: $(STAMP)
+	$(VENV)/bin/vlnotes docs
 
 clean-venv:
 	rm -rf $(VENV)
