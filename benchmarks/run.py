@@ -1,7 +1,8 @@
 """vlnotes benchmarks: ratios against a reference measured in the same run, printed as a markdown table.
 
-    python benchmarks/run.py            # full (a few minutes on 2 CPU cores)
-    python benchmarks/run.py --quick    # smaller inputs, fewer repeats (well under a minute)
+    python benchmarks/run.py            # full (several minutes on 2 CPU cores; vit + clip alone about 2.5)
+    python benchmarks/run.py --quick    # smaller inputs, fewer repeats (about a minute)
+    python benchmarks/run.py --only vit --only clip --profile   # + torch.profiler tables, ours vs transformers
 
 Not part of the test suite: timings depend on the machine, so nothing here asserts. See benchmarks/README.md.
 """
@@ -37,14 +38,20 @@ def median_time(fn, warmup: int, repeats: int) -> float:
 
 
 def interleaved_median_times(fns: dict, warmup: int, repeats: int) -> dict:
-    "Like `median_time` for several functions, alternating them so background load hits all alike."
+    "Median wall times of several functions, alternated (see `interleaved_times`)."
+    return {k: statistics.median(v) for k, v in interleaved_times(fns, warmup, repeats).items()}
+
+
+def interleaved_times(fns: dict, warmup: int, repeats: int) -> dict:
+    """All `repeats` wall times of each function, alternating them so background load hits all alike.
+    The order rotates every round, so no function always runs right after the same other one (cold caches)."""
     for _ in range(warmup):
         for f in fns.values(): f()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    keys, times = list(fns), {k: [] for k in fns}
+    for r in range(repeats):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            t = time.perf_counter(); fns[k](); times[k].append(time.perf_counter() - t)
+    return times
 
 
 def fmt_ms(s: float) -> str: return f"{s * 1e3:.1f} ms"
@@ -129,22 +136,208 @@ def bench_imports(runs: int) -> list[Row]:
     return rows
 
 
+# ---- (d) ViT / CLIP train step vs transformers: same weights, fp32 and bf16 autocast, fraction of matmul peak -----
+def matmul_fn(n: int):
+    "A `torch.matmul` of two `n x n` fp32 matrices and its FLOPs (2 n^3): the machine's fp32 matmul peak when timed."
+    import torch
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    return (lambda: torch.matmul(a, b)), 2 * n ** 3
+
+
+def adamw_step_fn(model, loss_of, bf16: bool = False):
+    "One forward + backward + AdamW step of `model` on the loss `loss_of(model)`; forward (and loss) under bf16 autocast if asked."
+    import torch
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.05)
+    model.train()
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_of(model)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def step_flops(model, loss_of) -> int:
+    "FLOPs of one forward + backward (matmuls, convs, attention: what `FlopCounterMode` counts), fp32, on a throw-away copy."
+    import copy, torch
+    from torch.utils.flop_counter import FlopCounterMode
+    m = copy.deepcopy(model).train()
+    with FlopCounterMode(display=False) as fc:
+        loss_of(m).backward()
+    return fc.get_total_flops()
+
+
+def bench_pair(name: str, setting: str, ours, ref, ours_loss, ref_loss, parity: str, ref_name: str,
+               warmup: int, repeats: int, peak_n: int) -> list[Row]:
+    """Rows for one ours-vs-transformers pair: fp32 train step, fraction of matmul peak, bf16-autocast step.
+    The four steps (ours/ref x fp32/bf16) and the peak matmul are timed alternately after warm-up, so background load
+    hits all alike; each step has its own AdamW and model copy. FLOPs are counted once, on ours, and used for both."""
+    import copy
+    fl_ours, fl_ref = step_flops(ours, ours_loss), step_flops(ref, ref_loss)
+    mm, mm_flops = matmul_fn(peak_n)
+    fns = {"peak": mm, "ours": adamw_step_fn(ours, ours_loss), "ref": adamw_step_fn(ref, ref_loss),
+           "ours_bf16": adamw_step_fn(copy.deepcopy(ours), ours_loss, bf16=True),
+           "ref_bf16": adamw_step_fn(copy.deepcopy(ref), ref_loss, bf16=True)}
+    times = interleaved_times(fns, warmup, repeats)
+    t, best = {k: statistics.median(v) for k, v in times.items()}, {k: min(v) for k, v in times.items()}
+    peak = mm_flops / t["peak"] / 1e9
+    rate = lambda key, fl: fl / t[key] / 1e9
+    frac = lambda key, fl: rate(key, fl) / peak
+    flops_note = (f"{fl_ours / 1e9:.1f} GFLOP/step (FlopCounterMode, ours; transformers counts {fl_ref / 1e9:.1f}); "
+                  f"peak {peak:,.0f} GFLOP/s = {peak_n}^3 fp32 torch.matmul, timed alternately with the steps")
+    return [
+        Row(f"{name} train step", f"{setting}, fwd+bwd+AdamW, fp32, median of {repeats}", fmt_ms(t["ours"]),
+            f"{fmt_ms(t['ref'])} ({ref_name})", f"{t['ours'] / t['ref']:.2f}",
+            f"{parity}; ratio of the fastest steps {best['ours'] / best['ref']:.2f}; lower is better, 1.00 = parity"),
+        Row(f"{name} fraction of matmul peak", f"fp32 step above; achieved GFLOP/s / measured peak",
+            f"{rate('ours', fl_ours):,.0f} GFLOP/s = {frac('ours', fl_ours):.0%}",
+            f"{rate('ref', fl_ours):,.0f} GFLOP/s = {frac('ref', fl_ours):.0%} ({ref_name})",
+            f"{frac('ours', fl_ours) / frac('ref', fl_ours):.2f}", f"higher is better; {flops_note}"),
+        Row(f"{name} train step, bf16 autocast", f"{setting}, fwd+loss under torch.autocast('cpu', bfloat16), median of {repeats}",
+            f"{fmt_ms(t['ours_bf16'])} (speed-up {t['ours'] / t['ours_bf16']:.2f}x)",
+            f"{fmt_ms(t['ref_bf16'])} (speed-up {t['ref'] / t['ref_bf16']:.2f}x) ({ref_name})",
+            f"{t['ours_bf16'] / t['ref_bf16']:.2f}",
+            f"ratio of the fastest steps {best['ours_bf16'] / best['ref_bf16']:.2f}; speed-up = fp32 time / bf16 time of the same implementation (> 1: bf16 helps); ratio = ours/transformers under bf16"),
+    ]
+
+
+def vit_sizes(quick: bool) -> dict:
+    "ViT-S-ish (hidden 384, 6 layers, 6 heads, patch 16, 224 px) in full mode; a smaller one in quick mode."
+    return (dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, image_size=112, patch_size=16)
+            if quick else dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=6, intermediate_size=1536,
+                               image_size=224, patch_size=16))
+
+
+def bench_vit(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) -> list[Row]:
+    import torch, torch.nn.functional as F, transformers
+    from vlnotes.vit import ViT
+    v = vit_sizes(quick)
+    torch.manual_seed(0)
+    hf = transformers.ViTForImageClassification(transformers.ViTConfig(**v, num_labels=1000))
+    ours = ViT.from_hf(hf)
+    x, y = torch.randn(batch, 3, v["image_size"], v["image_size"]), torch.randint(0, 1000, (batch,))
+    with torch.no_grad():
+        diff = (ours.eval()(x).logits - hf.eval()(pixel_values=x).logits).abs().max().item()
+    setting = (f"batch {batch}, 3x{v['image_size']}x{v['image_size']}, patch {v['patch_size']}, hidden {v['hidden_size']}, "
+               f"{v['num_hidden_layers']} layers, {v['num_attention_heads']} heads, 1000 classes")
+    return bench_pair("ViT", setting, ours, hf, lambda m: F.cross_entropy(m(x).logits, y),
+                      lambda m: F.cross_entropy(m(pixel_values=x).logits, y),
+                      f"same weights (ViT.from_hf), max logit diff {diff:.1e}; transformers attn: {hf.config._attn_implementation}",
+                      f"transformers {transformers.__version__}", warmup, repeats, peak_n)
+
+
+def clip_sizes(quick: bool) -> tuple[dict, dict, int]:
+    "(vision, text, projection_dim): the ViT group's vision tower, a 77-token text tower with CLIP's vocabulary."
+    v = vit_sizes(quick)
+    t = (dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
+         if quick else dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024))
+    return v, dict(t, vocab_size=49408, max_position_embeddings=77), 128 if quick else 256
+
+
+def clip_text_batch(batch: int, text_config, seed: int = 0):
+    "Random captions padded to the context length like CLIP's tokenizer: bos, 4-29 words, eos, then right padding; and the mask."
+    import torch
+    c, g = text_config, torch.Generator().manual_seed(seed)
+    L = c.max_position_embeddings
+    ids = torch.full((batch, L), c.pad_token_id, dtype=torch.long)
+    mask = torch.zeros(batch, L, dtype=torch.long)
+    for i, n in enumerate(torch.randint(4, 30, (batch,), generator=g).tolist()):
+        ids[i, 0], ids[i, n + 1] = c.bos_token_id, c.eos_token_id
+        ids[i, 1:n + 1] = torch.randint(2, min(c.bos_token_id, c.eos_token_id), (n,), generator=g)
+        mask[i, :n + 2] = 1
+    return ids, mask
+
+
+def skipped(name: str, why: str, e: Exception) -> list[Row]:
+    "A table row saying a group could not run, and why (one line, no table-breaking characters)."
+    msg = f"{type(e).__name__}: {e}".replace("|", "/").replace("\n", " ")
+    return [Row(name, "-", "-", "-", "-", f"skipped: {why}: {msg[:300]}")]
+
+
+def bench_clip(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) -> list[Row]:
+    import torch, transformers
+    try:
+        from vlnotes.clip import CLIP, clip_loss
+    except Exception as e:  # vlnotes.clip may be mid-development: report, don't crash the other groups
+        return skipped("CLIP train step", "import vlnotes.clip failed", e)
+    v, t, proj = clip_sizes(quick)
+    torch.manual_seed(0)
+    cfg = transformers.CLIPConfig(text_config=t, vision_config={**v, "hidden_act": "quick_gelu"}, projection_dim=proj)
+    hf = transformers.CLIPModel(cfg)
+    try:
+        ours = CLIP.from_hf(hf)
+    except Exception as e:
+        return skipped("CLIP train step", "CLIP.from_hf failed", e)
+    x = torch.randn(batch, 3, v["image_size"], v["image_size"])
+    ids, mask = clip_text_batch(batch, hf.config.text_config)
+    try:
+        with torch.no_grad():
+            diff = (ours.eval()(x, ids, mask).logits_per_image
+                    - hf.eval()(input_ids=ids, pixel_values=x, attention_mask=mask).logits_per_image).abs().max().item()
+    except Exception as e:
+        return skipped("CLIP train step", "forward (parity check) failed", e)
+    setting = (f"batch {batch}, vision {v['image_size']} px/patch {v['patch_size']}/hidden {v['hidden_size']}/"
+               f"{v['num_hidden_layers']} layers, text 77 tokens (4-29 words + padding)/hidden {t['hidden_size']}/"
+               f"{t['num_hidden_layers']} layers, vocab 49408, contrastive loss")
+    return bench_pair("CLIP", setting, ours, hf, lambda m: clip_loss(m(x, ids, mask).logits_per_image),
+                      lambda m: m(input_ids=ids, pixel_values=x, attention_mask=mask, return_loss=True).loss,
+                      f"same weights (CLIP.from_hf), max logits_per_image diff {diff:.1e}; "
+                      f"transformers attn: {hf.config._attn_implementation}", f"transformers {transformers.__version__}",
+                      warmup, repeats, peak_n)
+
+
+def profile_pair(group: str, quick: bool, batch: int, rows: int = 25):
+    "Print torch.profiler tables (self CPU time) of a few fp32 train steps of ours and of transformers (`--profile`)."
+    import torch, torch.nn.functional as F, transformers
+    from torch.profiler import profile, ProfilerActivity
+    torch.manual_seed(0)
+    if group == "vit":
+        from vlnotes.vit import ViT
+        v = vit_sizes(quick)
+        hf = transformers.ViTForImageClassification(transformers.ViTConfig(**v, num_labels=1000)); ours = ViT.from_hf(hf)
+        x, y = torch.randn(batch, 3, v["image_size"], v["image_size"]), torch.randint(0, 1000, (batch,))
+        losses = {"ours": (ours, lambda m: F.cross_entropy(m(x).logits, y)),
+                  "transformers": (hf, lambda m: F.cross_entropy(m(pixel_values=x).logits, y))}
+    else:
+        from vlnotes.clip import CLIP, clip_loss
+        v, t, proj = clip_sizes(quick)
+        hf = transformers.CLIPModel(transformers.CLIPConfig(text_config=t, vision_config={**v, "hidden_act": "quick_gelu"},
+                                                            projection_dim=proj))
+        ours = CLIP.from_hf(hf)
+        x = torch.randn(batch, 3, v["image_size"], v["image_size"]); ids, mask = clip_text_batch(batch, hf.config.text_config)
+        losses = {"ours": (ours, lambda m: clip_loss(m(x, ids, mask).logits_per_image)),
+                  "transformers": (hf, lambda m: m(input_ids=ids, pixel_values=x, attention_mask=mask, return_loss=True).loss)}
+    for who, (model, loss_of) in losses.items():
+        step = adamw_step_fn(model, loss_of)
+        for _ in range(2): step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3): step()
+        print(f"\n### {group} {who}: 3 fp32 train steps, by self CPU time\n")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def table(rows: list[Row]) -> str:
     head = "| benchmark | setting | ours | reference | ratio | note |\n|---|---|---|---|---|---|"
     return "\n".join([head] + [f"| {r.benchmark} | {r.setting} | {r.ours} | {r.reference} | {r.ratio} | {r.note} |"
                                for r in rows])
 
 
+GROUPS = ["resnet", "world", "import", "vit", "clip"]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--only", choices=["resnet", "world", "import"], action="append",
-                   help="run only these groups (repeatable)")
+    p.add_argument("--only", choices=GROUPS, action="append", help="run only these groups (repeatable)")
+    p.add_argument("--profile", action="store_true",
+                   help="also print torch.profiler tables of ours vs transformers for the selected vit/clip groups")
     a = p.parse_args(argv)
     import torch
     if a.threads: torch.set_num_threads(a.threads)
-    groups = set(a.only or ["resnet", "world", "import"])
+    groups = set(a.only or GROUPS)
     size, warmup, repeats = (64, 2, 5) if a.quick else (112, 3, 10)
     rows: list[Row] = []
     if "resnet" in groups:
@@ -154,10 +347,20 @@ def main(argv=None):
             rows.append(bench_world(px, 128, 4 if a.quick else 10, 1 if a.quick else 2, 3 if a.quick else 5))
     if "import" in groups:
         rows += bench_imports(3 if a.quick else 5)
+    tf_warmup, tf_repeats, peak_n = (2, 9, 2048) if a.quick else (2, 9, 2048)
+    for g, name, bench in (("vit", "ViT", bench_vit), ("clip", "CLIP", bench_clip)):
+        if g not in groups: continue
+        try: rows += bench(a.quick, 8, tf_warmup, tf_repeats, peak_n)
+        except Exception as e: rows += skipped(f"{name} train step", "benchmark failed", e)   # don't lose the other rows
     print(f"vlnotes benchmarks ({'quick' if a.quick else 'full'}): torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}\n")
+          f"Python {platform.python_version()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     print(table(rows))
+    if a.profile:
+        for g in ("vit", "clip"):
+            if g not in groups: continue
+            try: profile_pair(g, a.quick, 8)
+            except Exception as e: print(f"\n### {g}: profile skipped: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":
