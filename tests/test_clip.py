@@ -1,4 +1,5 @@
 "CLIP: the common model tests, parity with transformers' CLIPModel, mask invariance, the temperature clamp, bad input."
+import json
 import math
 
 import pytest
@@ -73,6 +74,59 @@ class TestCLIP(ModelTesterMixin):
                      ("attention_mask", "8", "5")),
         ]
         return cases
+
+
+# ---- the ResNet image tower (attention pooling) ---------------------------------------------------------
+def tiny_resnet_config(**text) -> "clip.CLIPConfig":
+    base = tiny_config(**text)
+    return clip.CLIPConfig(clip.CLIPResNetConfig(image_size=16, depth=8, width=4, heads=2), base.text, embed_dim=8)
+
+
+class TestCLIPResNet(TestCLIP):
+    "The common tests and the same bad input, with the ResNet + attention-pooling image tower."
+    def build_model(self): return clip.CLIP(tiny_resnet_config())
+    def make_variant_model(self): return clip.CLIP(clip.CLIPConfig(clip.CLIPResNetConfig(image_size=16, depth=14, width=4, heads=2),
+                                                                   tiny_config().text, embed_dim=8))
+
+
+def test_resnet_tower_config_round_trip_and_kind():
+    cfg = tiny_resnet_config()
+    assert cfg.vision_tower == "resnet" and cfg.vision.dim == 16 and cfg.vision.grid == 4
+    assert clip.CLIPConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # a config dict written before the ResNet tower existed (no vision_tower) still reads as a ViT
+    vit = tiny_config().to_dict(); vit.pop("vision_tower")
+    assert clip.CLIPConfig.from_dict(vit).vision_tower == "vit"
+    model = clip.CLIP(cfg)
+    assert isinstance(model.visual, clip.CLIPResNet) and model.image_size == 16
+    assert not any("fc" in n for n, _ in model.visual.named_parameters())   # no unused classifier in the tower
+
+
+@pytest.mark.parametrize("kw,error,words", [
+    (dict(depth=10), ValueError, ("depth", "6n+2", "10")),
+    (dict(image_size=18), ValueError, ("image_size", "multiple of 4", "18")),
+    (dict(width=4, heads=3), ValueError, ("heads", "16", "3")),
+    (dict(width=0), ValueError, ("width", "positive", "0")),
+])
+def test_resnet_tower_bad_config(kw, error, words):
+    with pytest.raises(error) as e:
+        clip.CLIPResNetConfig(**{**dict(image_size=16, depth=8, width=4, heads=2), **kw})
+    for w in words: assert w in str(e.value), (w, str(e.value))
+
+
+def test_vision_tower_must_match_the_config():
+    with pytest.raises(TypeError, match="CLIPResNetConfig.*ViTConfig"):
+        clip.CLIPConfig(tiny_config().vision, vision_tower="resnet")
+    with pytest.raises(ValueError, match="vision_tower.*cnn"):
+        clip.CLIPConfig(vision_tower="cnn")
+
+
+def test_attention_pool_bad_feature_map():
+    pool = clip.AttentionPool2d(grid=4, dim=8, heads=2)
+    assert pool(torch.rand(2, 8, 4, 4)).shape == (2, 8)
+    with pytest.raises(ValueError, match="fmap"):
+        pool(torch.rand(2, 8, 5, 5))
+    with pytest.raises(ValueError, match="fmap"):
+        pool(torch.rand(2, 6, 4, 4))
 
 
 # ---- parity with transformers -------------------------------------------------------------------------
