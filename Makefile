@@ -1,5 +1,7 @@
 # `make reproduce` (the main job) and `make test` (the test suite) each set up .venv on first use.
+# `make reproduce PAPERS="clip vit"` reproduces only those papers (ids as `vlnotes list` shows them).
 PYTHON ?= python3
+PAPERS ?= all
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 reproduce: $(STAMP)
-	$(VENV)/bin/vlnotes reproduce all
+	$(VENV)/bin/vlnotes reproduce $(PAPERS)
 
 # pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 test: $(STAMP)

@@ -66,20 +66,21 @@ def train_step_fn(model, x, y):
     model.train()
     def step():
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        out = model(x)  # torchvision returns logits, our ResNet a ResNetOutput
+        loss_fn(out if isinstance(out, torch.Tensor) else out.logits, y).backward()
         opt.step()
     return step
 
 
 def bench_resnet(depth: int, batch: int, size: int, warmup: int, repeats: int) -> Row:
     import torch, torchvision
-    from vlnotes.resnet import ResNet
+    from vlnotes.papers.resnet import ResNet, torchvision_parity
     torch.manual_seed(0)
     tv = getattr(torchvision.models, f"resnet{depth}")(weights=None)
     ours = ResNet.from_torchvision(tv)
     x, y = torch.rand(batch, 3, size, size), torch.randint(0, 1000, (batch,))
-    with torch.no_grad():  # same weights -> same logits, or the comparison is meaningless
-        diff = (ours.eval()(x) - tv.eval()(x)).abs().max().item()
+    # same weights -> same logits, or the comparison is meaningless (the notebook's and the tests' check)
+    diff = torchvision_parity(tv, x, modes=("eval",))[f"eval {size}x{size}"]
     t = interleaved_median_times({"ours": train_step_fn(ours, x, y), "tv": train_step_fn(tv, x, y)}, warmup, repeats)
     return Row(f"ResNet-{depth} train step", f"batch {batch}, 3x{size}x{size}, fwd+bwd+SGD, median of {repeats}",
                fmt_ms(t["ours"]), fmt_ms(t["tv"]) + " (torchvision)", f"{t['ours'] / t['tv']:.2f}",
@@ -102,7 +103,7 @@ def world_rate(size: int, batch: int, n_batches: int) -> float:
 def consume_rate(size: int, batch: int, warmup: int, repeats: int) -> float:
     "Scenes/s a resnet_cifar(20) train step (fwd+bwd+SGD) eats at this image size."
     import torch
-    from vlnotes.resnet import resnet_cifar
+    from vlnotes.papers.resnet import resnet_cifar
     torch.manual_seed(0)
     model = resnet_cifar(20, num_classes=10)
     x, y = torch.rand(batch, 3, size, size), torch.randint(0, 10, (batch,))
@@ -128,7 +129,7 @@ def import_time(module: str, runs: int) -> float:
 def bench_imports(runs: int) -> list[Row]:
     t_torch = import_time("torch", runs)
     rows = []
-    for mod in ("vlnotes", "vlnotes.resnet"):
+    for mod in ("vlnotes", "vlnotes.papers.resnet"):
         t = import_time(mod, runs)
         rows.append(Row(f"import {mod}", f"fresh subprocess, median of {runs}", f"{t * 1e3:.1f} ms",
                         f"{t_torch * 1e3:.0f} ms (import torch)", f"{t / t_torch:.3f}",
@@ -212,19 +213,24 @@ def vit_sizes(quick: bool) -> dict:
 
 def bench_vit(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) -> list[Row]:
     import torch, torch.nn.functional as F, transformers
-    from vlnotes.vit import ViT
+    from vlnotes.papers.vit import ViT, hf_parity
     v = vit_sizes(quick)
     torch.manual_seed(0)
     hf = transformers.ViTForImageClassification(transformers.ViTConfig(**v, num_labels=1000))
     ours = ViT.from_hf(hf)
     x, y = torch.randn(batch, 3, v["image_size"], v["image_size"]), torch.randint(0, 1000, (batch,))
-    with torch.no_grad():
-        diff = (ours.eval()(x).logits - hf.eval()(pixel_values=x).logits).abs().max().item()
+    # same weights -> same outputs, or the comparison is meaningless (the notebook's and the tests' check; it needs
+    # transformers' eager attention to compare attention maps, so it runs on an eager twin of the timed model)
+    eager = transformers.ViTForImageClassification(transformers.ViTConfig(**v, num_labels=1000,
+                                                                          attn_implementation="eager"))
+    eager.load_state_dict(hf.state_dict())
+    diff = max(hf_parity(eager, x[:2], ours=ours).values())
     setting = (f"batch {batch}, 3x{v['image_size']}x{v['image_size']}, patch {v['patch_size']}, hidden {v['hidden_size']}, "
                f"{v['num_hidden_layers']} layers, {v['num_attention_heads']} heads, 1000 classes")
     return bench_pair("ViT", setting, ours, hf, lambda m: F.cross_entropy(m(x).logits, y),
                       lambda m: F.cross_entropy(m(pixel_values=x).logits, y),
-                      f"same weights (ViT.from_hf), max logit diff {diff:.1e}; transformers attn: {hf.config._attn_implementation}",
+                      f"same weights (ViT.from_hf), max diff {diff:.1e} (hf_parity); "
+                      f"transformers attn: {hf.config._attn_implementation}",
                       f"transformers {transformers.__version__}", warmup, repeats, peak_n)
 
 
@@ -259,9 +265,10 @@ def skipped(name: str, why: str, e: Exception) -> list[Row]:
 def bench_clip(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) -> list[Row]:
     import torch, transformers
     try:
-        from vlnotes.clip import CLIP, clip_loss
-    except Exception as e:  # vlnotes.clip may be mid-development: report, don't crash the other groups
-        return skipped("CLIP train step", "import vlnotes.clip failed", e)
+        from vlnotes.papers.clip import CLIP, hf_parity
+        from vlnotes.losses import clip_loss
+    except Exception as e:  # vlnotes.papers.clip may be mid-development: report, don't crash the other groups
+        return skipped("CLIP train step", "import vlnotes.papers.clip failed", e)
     v, t, proj = clip_sizes(quick)
     torch.manual_seed(0)
     cfg = transformers.CLIPConfig(text_config=t, vision_config={**v, "hidden_act": "quick_gelu"}, projection_dim=proj)
@@ -273,9 +280,7 @@ def bench_clip(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) 
     x = torch.randn(batch, 3, v["image_size"], v["image_size"])
     ids, mask = clip_text_batch(batch, hf.config.text_config)
     try:
-        with torch.no_grad():
-            diff = (ours.eval()(x, ids, mask).logits_per_image
-                    - hf.eval()(input_ids=ids, pixel_values=x, attention_mask=mask).logits_per_image).abs().max().item()
+        diff = hf_parity(hf, x, ids, mask)["logits_per_image"]
     except Exception as e:
         return skipped("CLIP train step", "forward (parity check) failed", e)
     setting = (f"batch {batch}, vision {v['image_size']} px/patch {v['patch_size']}/hidden {v['hidden_size']}/"
@@ -294,14 +299,15 @@ def profile_pair(group: str, quick: bool, batch: int, rows: int = 25):
     from torch.profiler import profile, ProfilerActivity
     torch.manual_seed(0)
     if group == "vit":
-        from vlnotes.vit import ViT
+        from vlnotes.papers.vit import ViT
         v = vit_sizes(quick)
         hf = transformers.ViTForImageClassification(transformers.ViTConfig(**v, num_labels=1000)); ours = ViT.from_hf(hf)
         x, y = torch.randn(batch, 3, v["image_size"], v["image_size"]), torch.randint(0, 1000, (batch,))
         losses = {"ours": (ours, lambda m: F.cross_entropy(m(x).logits, y)),
                   "transformers": (hf, lambda m: F.cross_entropy(m(pixel_values=x).logits, y))}
     else:
-        from vlnotes.clip import CLIP, clip_loss
+        from vlnotes.papers.clip import CLIP
+        from vlnotes.losses import clip_loss
         v, t, proj = clip_sizes(quick)
         hf = transformers.CLIPModel(transformers.CLIPConfig(text_config=t, vision_config={**v, "hidden_act": "quick_gelu"},
                                                             projection_dim=proj))

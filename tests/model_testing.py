@@ -20,7 +20,8 @@ What a subclass provides (only `build_model` and `build_inputs` are required):
 - `bad_inputs()` -> list of `BadInput(description, inputs, error, match)` (or plain 4-tuples): each must raise
   `error` with every string of `match` in its message (case-insensitive). `image_bad_inputs()` builds the
   standard list for image models (wrong rank, channels, size, empty batch, NaN/inf pixels).
-- `model_config(model)` -> dict stored in the checkpoint's metadata (default: `model.config` if it is a dict).
+- `model_config(model)` -> dict stored in the checkpoint's metadata (default: `model.config`, a dict or a
+  `vlnotes.core.Config` via `to_dict()`).
 - `make_other_architecture()` -> a model whose checkpoint must NOT load into ours (default: a small generic
   module of another class); `make_variant_model()` -> same class, different config (default `None`: skipped).
 - `expected_output_shapes(batch_size)` -> dict name -> shape, checked when given (default `None`).
@@ -108,6 +109,7 @@ class ModelTesterMixin:
     def bad_inputs(self) -> list: return []
     def model_config(self, model: nn.Module) -> dict | None:
         cfg = getattr(model, "config", None)
+        if hasattr(cfg, "to_dict"): cfg = cfg.to_dict()   # a vlnotes.core.Config
         return cfg if isinstance(cfg, dict) else None
     def make_other_architecture(self) -> nn.Module: return _OtherArchitecture()
     def make_variant_model(self) -> nn.Module | None: return None

@@ -1,22 +1,25 @@
-"CLIP: the common model tests, parity with transformers' CLIPModel, mask invariance, the temperature clamp, bad input."
+"CLIP: the common model tests, towers and configs, parity with transformers' CLIPModel, mask invariance, the temperature clamp, bad input."
 import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 
 from model_testing import ModelTesterMixin, BadInput
-
-clip = pytest.importorskip("vlnotes.clip")
-transformers = pytest.importorskip("transformers")
+from vlnotes.core import ModelOutput
+from vlnotes.evaluate import encode_texts, zero_shot_classifier, zero_shot_predict
+from vlnotes.losses import clip_loss
+from vlnotes.papers import clip
+from vlnotes.papers.vit import ViT
 
 VOCAB, CTX, EOS, PAD = 50, 12, 3, 0
 
 
 def tiny_config(**text) -> "clip.CLIPConfig":
-    vision = clip.clip_vision_config(image_size=16, patch_size=8, dim=16, depth=1, num_heads=2)
-    return clip.CLIPConfig(vision, clip.CLIPTextConfig(**{**dict(vocab_size=VOCAB, context_length=CTX, width=16, depth=1,
+    vision = clip.clip_vision_config(image_size=16, patch_size=8, dim=16, depth=1, heads=2)
+    return clip.CLIPConfig(vision, clip.CLIPTextConfig(**{**dict(vocab_size=VOCAB, context_length=CTX, dim=16, depth=1,
                                                                    heads=2, eos_id=EOS, pad_id=PAD), **text}), embed_dim=8)
 
 
@@ -43,10 +46,10 @@ class TestCLIP(ModelTesterMixin):
     def outputs(self, model, images, input_ids, attention_mask=None):
         # per-example outputs (the (B, B) logits of a batch are not a stack of 1x1 logits): embeddings and matched-pair logits
         out = model(images, input_ids, attention_mask)
-        return {"image_embeds": out["image_embeds"], "text_embeds": out["text_embeds"],
-                "pair_logits": out["logits_per_image"].diagonal()}
+        return {"image_embeds": out.image_embeds, "text_embeds": out.text_embeds,
+                "pair_logits": out.logits_per_image.diagonal()}
     def model_config(self, model): return model.config.to_dict()
-    def make_variant_model(self): return clip.CLIP(tiny_config(width=32, heads=2))
+    def make_variant_model(self): return clip.CLIP(tiny_config(dim=32, heads=2))
     def expected_output_shapes(self, batch_size):
         return {"image_embeds": (batch_size, 8), "text_embeds": (batch_size, 8), "pair_logits": (batch_size,)}
 
@@ -72,14 +75,15 @@ class TestCLIP(ModelTesterMixin):
             BadInput("float token ids", {"images": img, "input_ids": torch.rand(2, 4)}, ValueError, ("input_ids", "float")),
             BadInput("mask of another shape", {"images": img, "input_ids": ids, "attention_mask": mask[:, :5]}, ValueError,
                      ("attention_mask", "8", "5")),
+            BadInput("left padding", {"images": img, "input_ids": ids, "attention_mask": mask.flip(1)}, ValueError,
+                     ("attention_mask", "right padding")),
         ]
         return cases
 
 
 # ---- the ResNet image tower (attention pooling) ---------------------------------------------------------
 def tiny_resnet_config(**text) -> "clip.CLIPConfig":
-    base = tiny_config(**text)
-    return clip.CLIPConfig(clip.CLIPResNetConfig(image_size=16, depth=8, width=4, heads=2), base.text, embed_dim=8)
+    return clip.CLIPConfig(clip.CLIPResNetConfig(image_size=16, depth=8, width=4, heads=2), tiny_config(**text).text, embed_dim=8)
 
 
 class TestCLIPResNet(TestCLIP):
@@ -89,23 +93,55 @@ class TestCLIPResNet(TestCLIP):
                                                                    tiny_config().text, embed_dim=8))
 
 
-def test_resnet_tower_config_round_trip_and_kind():
+# ---- configs and towers -------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [tiny_config, tiny_resnet_config], ids=["vit", "resnet"])
+def test_config_json_round_trip_keeps_the_tower_type(make):
+    cfg = make()
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["vision"]["type"] == type(cfg.vision).__name__ and d["text"]["type"] == "CLIPTextConfig"
+    back = clip.CLIPConfig.from_dict(d)
+    assert back == cfg and type(back.vision) is type(cfg.vision)
+    assert type(clip.CLIP(back).visual) is clip.TOWERS[type(cfg.vision)]
+
+
+def test_towers_are_built_by_config_class_or_given():
     cfg = tiny_resnet_config()
-    assert cfg.vision_tower == "resnet" and cfg.vision.dim == 16 and cfg.vision.grid == 4
-    assert clip.CLIPConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    # a config dict written before the ResNet tower existed (no vision_tower) still reads as a ViT
-    vit = tiny_config().to_dict(); vit.pop("vision_tower")
-    assert clip.CLIPConfig.from_dict(vit).vision_tower == "vit"
     model = clip.CLIP(cfg)
-    assert isinstance(model.visual, clip.CLIPResNet) and model.image_size == 16
+    assert isinstance(model.visual, clip.CLIPResNet) and isinstance(model.text, clip.TextTransformer)
+    assert isinstance(clip.CLIP(tiny_config()).visual, ViT) and model.image_size == 16 and model.context_length == CTX
     assert not any("fc" in n for n, _ in model.visual.named_parameters())   # no unused classifier in the tower
+    text = clip.TextTransformer(cfg.text)
+    shared = clip.CLIP(cfg, text=text)
+    assert shared.text is text
+    with pytest.raises(TypeError, match="build_tower.*TrainConfig"):
+        from vlnotes.train import TrainConfig
+        clip.build_tower(TrainConfig(max_steps=1))
+    with pytest.raises(TypeError, match="visual.*str"):
+        clip.CLIP(cfg, visual="resnet")
+    with pytest.raises(TypeError, match="CLIPConfig.vision"):
+        clip.CLIPConfig(vision=cfg.text)
+    with pytest.raises(ValueError, match="vision_tower"):   # the old string switch is gone
+        clip.CLIPConfig.from_dict({**cfg.to_dict(), "vision_tower": "resnet"})
+
+
+def test_tower_outputs_share_names():
+    model = clip.CLIP(tiny_resnet_config()).eval()
+    ids, mask = token_batch(2)
+    v, t = model.visual(torch.rand(2, 3, 16, 16)), model.text(ids, mask)
+    assert isinstance(v, ModelOutput) and isinstance(t, ModelOutput)
+    assert v.last_hidden_state.shape == (2, 16, 4, 4) and v.pooled.shape == (2, 16)     # CNN: the feature map
+    assert t.last_hidden_state.shape == (2, 8, 16) and t.pooled.shape == (2, 16)
+    out = model(torch.rand(2, 3, 16, 16), ids, mask, return_loss=True)
+    assert isinstance(out, ModelOutput) and torch.equal(out["loss"], out.loss)
+    assert torch.allclose(out.loss, clip_loss(out.logits_per_image))
 
 
 @pytest.mark.parametrize("kw,error,words", [
     (dict(depth=10), ValueError, ("depth", "6n+2", "10")),
     (dict(image_size=18), ValueError, ("image_size", "multiple of 4", "18")),
     (dict(width=4, heads=3), ValueError, ("heads", "16", "3")),
-    (dict(width=0), ValueError, ("width", "positive", "0")),
+    (dict(width=0), ValueError, ("CLIPResNetConfig.width", ">= 1", "0")),
+    (dict(heads=2.0), TypeError, ("CLIPResNetConfig.heads", "int", "float")),
 ])
 def test_resnet_tower_bad_config(kw, error, words):
     with pytest.raises(error) as e:
@@ -113,20 +149,15 @@ def test_resnet_tower_bad_config(kw, error, words):
     for w in words: assert w in str(e.value), (w, str(e.value))
 
 
-def test_vision_tower_must_match_the_config():
-    with pytest.raises(TypeError, match="CLIPResNetConfig.*ViTConfig"):
-        clip.CLIPConfig(tiny_config().vision, vision_tower="resnet")
-    with pytest.raises(ValueError, match="vision_tower.*cnn"):
-        clip.CLIPConfig(vision_tower="cnn")
-
-
-def test_attention_pool_bad_feature_map():
-    pool = clip.AttentionPool2d(grid=4, dim=8, heads=2)
-    assert pool(torch.rand(2, 8, 4, 4)).shape == (2, 8)
-    with pytest.raises(ValueError, match="fmap"):
-        pool(torch.rand(2, 8, 5, 5))
-    with pytest.raises(ValueError, match="fmap"):
-        pool(torch.rand(2, 6, 4, 4))
+@pytest.mark.parametrize("kw,words", [
+    (dict(dim=60, heads=8), ("dim", "divisible", "heads")),
+    (dict(pool="mean"), ("CLIPTextConfig.pool", "mean")),
+    (dict(eos_id=600), ("CLIPTextConfig.eos_id", "600")),
+    (dict(depth=0), ("CLIPTextConfig.depth", "0")),
+])
+def test_text_config_bad_values(kw, words):
+    with pytest.raises(ValueError) as e: clip.CLIPTextConfig(**kw)
+    for w in words: assert w in str(e.value), (w, str(e.value))
 
 
 # ---- parity with transformers -------------------------------------------------------------------------
@@ -146,24 +177,20 @@ def hf_model(vision: dict, text: dict, projection_dim: int = 24):
 def test_parity_with_transformers(vision, text, projection_dim):
     torch.manual_seed(0)
     ref = hf_model(vision, text, projection_dim)
-    ours = clip.CLIP.from_hf(ref).eval()
     size, eos = ref.config.vision_config.image_size, ref.config.text_config.eos_token_id
     g = torch.Generator().manual_seed(1)
     ids, mask = torch.ones(4, 16, dtype=torch.long), torch.zeros(4, 16, dtype=torch.long)
     for i, l in enumerate((3, 9, 16, 5)):
         ids[i, :l - 1] = torch.randint(3, 96, (l - 1,), generator=g); ids[i, l - 1] = 98 if eos == 2 else eos; mask[i, :l] = 1
-    images = torch.rand(4, 3, size, size, generator=g)
-    with torch.no_grad():
-        r, o = ref(input_ids=ids, pixel_values=images, attention_mask=mask), ours(images, ids, mask)
-    for k in ("logits_per_image", "logits_per_text", "image_embeds", "text_embeds"):
-        diff = (o[k] - r[k]).abs().max().item()
-        assert diff <= 1e-4, f"{k}: max |ours - transformers| = {diff:.3g}"
-    with torch.no_grad():   # the projected, unnormalised features too
-        assert torch.allclose(ours.encode_image(images), ref.get_image_features(pixel_values=images).pooler_output, atol=1e-4)
-        assert torch.allclose(ours.encode_text(ids, mask), ref.get_text_features(input_ids=ids, attention_mask=mask).pooler_output, atol=1e-4)
+    diffs = clip.hf_parity(ref, torch.rand(4, 3, size, size, generator=g), ids, mask)
+    assert set(diffs) == {"logits_per_image", "logits_per_text", "image_embeds", "text_embeds", "image_features", "text_features"}
+    for k, d in diffs.items():
+        assert d <= 1e-4, f"{k}: max |ours - transformers| = {d:.3g}"
 
 
-def test_from_hf_rejects_other_models():
+def test_from_hf_config_and_rejects_other_models():
+    ours = clip.CLIP.from_hf(hf_model({}, dict(intermediate_size=37)))
+    assert ours.config.text.mlp_dim == 37 and ours.config.vision.mlp_dim == 37 and ours.config.vision.heads == 4
     with pytest.raises(TypeError, match="CLIPModel"):
         clip.CLIP.from_hf(torch.nn.Linear(2, 2))
 
@@ -195,7 +222,7 @@ def test_logit_scale_never_exceeds_100(steps):
     opt = torch.optim.Adam([model.logit_scale], lr=10.0)   # Adam: steps of ~lr whatever the gradient size
     feats = F.normalize(torch.randn(6, 8), dim=-1)
     for _ in range(steps):
-        loss = clip.clip_loss(model.logit_scale.exp() * feats @ feats.t())
+        loss = clip_loss(model.logit_scale.exp() * feats @ feats.t())
         opt.zero_grad(); loss.backward(); opt.step()
         model.clamp_logit_scale_()
         assert model.logit_scale.exp().item() <= 100.0 * (1 + 1e-6) and model.scale().item() <= 100.0
@@ -203,29 +230,38 @@ def test_logit_scale_never_exceeds_100(steps):
 
 
 def test_clamp_callback_in_trainer_and_forward_cap():
-    from vlnotes.train import Trainer, TrainConfig
+    from vlnotes.train import Trainer, TrainConfig, ClampParameter
     torch.manual_seed(0)
     model = clip.CLIP(tiny_config())
     ids, mask = token_batch(16)
     data = [{"images": torch.rand(3, 16, 16), "input_ids": ids[i], "attention_mask": mask[i]} for i in range(16)]
     collate = lambda rows: {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
-    opt = torch.optim.SGD([{"params": [model.logit_scale], "lr": 1e4}, {"params": [p for n, p in model.named_parameters() if n != "logit_scale"], "lr": 0.0}])
+    loss_fn = lambda m, b: m(b["images"], b["input_ids"], b["attention_mask"], return_loss=True).loss
+    opt = torch.optim.SGD([{"params": [model.logit_scale], "lr": 1e4},
+                           {"params": [p for n, p in model.named_parameters() if n != "logit_scale"], "lr": 0.0}])
     cfg = TrainConfig(max_steps=5, lr=1e4, weight_decay=0.0, batch_size=8, log_every=1, progress=False)
-    Trainer(model, clip.clip_loss_fn, data, cfg, optimizer=opt, collate_fn=collate, callbacks=[clip.ClampLogitScale()]).fit()
+    clamp = ClampParameter("logit_scale", 0.0, math.log(model.config.max_logit_scale))
+    Trainer(model, loss_fn, data, cfg, optimizer=opt, collate_fn=collate, callbacks=[clamp]).fit()
     assert model.logit_scale.item() <= math.log(100) + 1e-6
     with torch.no_grad(): model.logit_scale.fill_(50.0)   # even a parameter set above the bound by hand
     out = model(torch.rand(2, 3, 16, 16), ids[:2], mask[:2])
-    assert out["logits_per_image"].abs().max().item() <= 100.0 + 1e-4
+    assert out.logits_per_image.abs().max().item() <= 100.0 + 1e-4
 
 
-# ---- zero-shot API: bad input -------------------------------------------------------------------------
+# ---- the distributed worker needs a process group -----------------------------------------------------
+def test_ddp_check_needs_a_process_group():
+    with pytest.raises(RuntimeError, match="launch"):
+        clip.ddp_check()
+
+
+# ---- zero-shot with a CLIP: vlnotes.evaluate on this model --------------------------------------------
 @pytest.fixture(scope="module")
 def zs_setup():
     from vlnotes.text import world_tokenizer
     tok = world_tokenizer()
     torch.manual_seed(0)
-    model = clip.CLIP(clip.CLIPConfig(clip.clip_vision_config(image_size=16, patch_size=8, dim=16, depth=1, num_heads=2),
-                                      clip.CLIPTextConfig(vocab_size=tok.vocab_size, context_length=20, width=16, depth=1, heads=2,
+    model = clip.CLIP(clip.CLIPConfig(clip.clip_vision_config(image_size=16, patch_size=8, dim=16, depth=1, heads=2),
+                                      clip.CLIPTextConfig(vocab_size=tok.vocab_size, context_length=20, dim=16, depth=1, heads=2,
                                                           eos_id=tok.eos_id, pad_id=tok.pad_id), embed_dim=8)).eval()
     return model, tok
 
@@ -233,36 +269,27 @@ def zs_setup():
 def test_zero_shot_ensembling_is_renormalised_mean(zs_setup):
     model, tok = zs_setup
     temps = ["a {}.", "a photo of a {}."]
-    head = clip.zero_shot_classifier(model, tok, ["circle", "square"], temps)
-    e = clip.encode_texts(model, tok, ["a circle.", "a photo of a circle."])
+    head = zero_shot_classifier(model, tok, ["circle", "square"], temps)
+    e = encode_texts(model, tok, ["a circle.", "a photo of a circle."])
     assert torch.allclose(head.weight[0], F.normalize(e.mean(0), dim=0), atol=1e-6)
     assert torch.allclose(head.weight.norm(dim=1), torch.ones(2), atol=1e-6)
+    assert head.scale == pytest.approx(model.scale().item())
 
 
 @pytest.mark.parametrize("case", ["unknown class", "empty templates", "template without placeholder", "empty class list",
                                   "prompt too long", "string instead of list", "duplicate class"])
 def test_zero_shot_bad_input(zs_setup, case):
     model, tok = zs_setup
-    head = clip.zero_shot_classifier(model, tok, ["circle", "square"], ["a {}."])
+    head = zero_shot_classifier(model, tok, ["circle", "square"], ["a {}."])
     imgs = torch.rand(2, 3, 16, 16)
     call, err, words = {
-        "unknown class": (lambda: clip.zero_shot_predict(model, imgs, head, class_names=["circle", "blob"]), ValueError, ("blob", "circle")),
-        "empty templates": (lambda: clip.zero_shot_classifier(model, tok, ["circle"], []), ValueError, ("templates", "empty")),
-        "template without placeholder": (lambda: clip.zero_shot_classifier(model, tok, ["circle"], ["a photo"]), ValueError, ("{}", "a photo")),
-        "empty class list": (lambda: clip.zero_shot_classifier(model, tok, [], ["a {}."]), ValueError, ("class_names", "empty")),
-        "prompt too long": (lambda: clip.zero_shot_classifier(model, tok, ["circle " * 30], ["a {}."]), ValueError, ("max_length=20",)),
-        "string instead of list": (lambda: clip.zero_shot_classifier(model, tok, "circle", ["a {}."]), TypeError, ("class_names", "str")),
-        "duplicate class": (lambda: clip.zero_shot_classifier(model, tok, ["circle", "circle"], ["a {}."]), ValueError, ("duplicates",)),
+        "unknown class": (lambda: zero_shot_predict(model, imgs, head, class_names=["circle", "blob"]), ValueError, ("blob", "circle")),
+        "empty templates": (lambda: zero_shot_classifier(model, tok, ["circle"], []), ValueError, ("templates", "empty")),
+        "template without placeholder": (lambda: zero_shot_classifier(model, tok, ["circle"], ["a photo"]), ValueError, ("{}", "a photo")),
+        "empty class list": (lambda: zero_shot_classifier(model, tok, [], ["a {}."]), ValueError, ("class_names", "empty")),
+        "prompt too long": (lambda: zero_shot_classifier(model, tok, ["circle " * 30], ["a {}."]), ValueError, ("max_length=20",)),
+        "string instead of list": (lambda: zero_shot_classifier(model, tok, "circle", ["a {}."]), TypeError, ("class_names", "str")),
+        "duplicate class": (lambda: zero_shot_classifier(model, tok, ["circle", "circle"], ["a {}."]), ValueError, ("duplicates",)),
     }[case]
     with pytest.raises(err) as e: call()
     assert all(w.lower() in str(e.value).lower() for w in words), str(e.value)
-
-
-def test_linear_probe_and_few_shot():
-    g = torch.Generator().manual_seed(0)
-    centres = torch.randn(3, 8, generator=g) * 4
-    x = torch.cat([c + torch.randn(30, 8, generator=g) for c in centres]); y = torch.arange(3).repeat_interleave(30)
-    idx = clip.few_shot_indices(y, 5, seed=0)
-    assert torch.equal(torch.bincount(y[idx]), torch.tensor([5, 5, 5]))
-    assert (clip.linear_probe(x[idx], y[idx], x) == y).float().mean() > 0.9
-    with pytest.raises(ValueError, match="at least k=31"): clip.few_shot_indices(y, 31)

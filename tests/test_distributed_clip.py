@@ -1,25 +1,23 @@
 """The distributed CLIP loss: 2 CPU processes (gloo, DDP) give the loss and gradients of 1 process on the global batch.
 
-The worker below is launched with `python -m torch.distributed.run --nproc_per_node 2` on 127.0.0.1 (no
-network; see tests/test_distributed_train.py for the launcher). Each rank holds half of a global batch of 8
+The worker below is written to a file and its `main` run in 2 processes by `vlnotes.experiment.launch` (a
+gloo group on a file store: no port, no network). Each rank holds half of a global batch of 8
 image-text pairs, wraps a tiny CLIP in DistributedDataParallel and back-propagates `clip_loss_distributed`
 (full gather and local loss). Rank 0 saves the loss (mean over ranks), DDP's averaged parameter gradients and
 the gradient that reached its own features. This process computes `clip_loss` on the concatenated batch.
 """
-import json
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_distributed_train import launch_two_processes
+from vlnotes.experiment import launch
 
 WORKER = r'''
-import sys, torch
+import torch
 import torch.distributed as dist
 from safetensors.torch import save_file
-from vlnotes.clip import CLIP, CLIPConfig, CLIPTextConfig, clip_vision_config, clip_loss_distributed, gather_with_grad
+from vlnotes.papers.clip import CLIP, CLIPConfig, CLIPTextConfig, clip_vision_config
+from vlnotes.losses import clip_loss_distributed, gather_with_grad
 
 def build():
     torch.manual_seed(0)
@@ -31,9 +29,8 @@ def batch(n=8):
     ids = torch.randint(6, 30, (n, 6), generator=g); ids[:, -1] = 3
     return torch.rand(n, 3, 16, 16, generator=g), ids
 
-if __name__ == "__main__":
-    dist.init_process_group("gloo")
-    torch.set_num_threads(1)
+def main(out_dir: str):
+    "One rank; the launcher has joined the process group (and tears it down)."
     rank, world = dist.get_rank(), dist.get_world_size()
     images, ids = batch()
     b = len(images) // world
@@ -47,12 +44,12 @@ if __name__ == "__main__":
         mean_loss = loss.detach().clone(); dist.all_reduce(mean_loss); mean_loss /= world
         grads = {f"grad.{n}": p.grad.contiguous() for n, p in model.module.named_parameters()}
         save_file({"loss": mean_loss.reshape(1), "own_loss": loss.detach().reshape(1), "img_grad": img.grad.contiguous(), **grads},
-                  f"{sys.argv[1]}/{mode}_rank{rank}.safetensors")
+                  f"{out_dir}/{mode}_rank{rank}.safetensors")
     # unequal shards are refused with a clear error, on every rank
     try: gather_with_grad(torch.zeros(2 + rank, 4)); msg = "no error"
     except ValueError as e: msg = str(e)
-    if rank == 0: open(f"{sys.argv[1]}/unequal.txt", "w").write(msg)
-    dist.barrier(); dist.destroy_process_group()
+    if rank == 0:
+        with open(f"{out_dir}/unequal.txt", "w") as f: f.write(msg)
 '''
 
 
@@ -60,15 +57,15 @@ if __name__ == "__main__":
 def test_two_processes_match_one_process(tmp_path):
     script = tmp_path / "clip_worker.py"
     script.write_text(WORKER)
-    launch_two_processes(script, tmp_path)
+    launch(f"{script}:main", nprocs=2, args=(str(tmp_path),))
 
     ns = {}
-    exec(WORKER.split("if __name__")[0], ns)
+    exec(WORKER.split("def main")[0], ns)
     model = ns["build"]()
     images, ids = ns["batch"]()
     out = model(images, ids)
     img = out["image_embeds"]; img.retain_grad()
-    from vlnotes.clip import clip_loss
+    from vlnotes.losses import clip_loss
     ref_loss = clip_loss(out["logits_per_image"])
     ref_loss.backward()
     ref = {f"grad.{n}": p.grad for n, p in model.named_parameters()}
@@ -79,8 +76,9 @@ def test_two_processes_match_one_process(tmp_path):
         for r, got in enumerate(ranks):
             assert abs(got["loss"].item() - ref_loss.item()) <= 1e-6, f"{mode}: loss {got['loss'].item()} vs {ref_loss.item()}"
             for k in ref:
-                diff = (got[k] - ref[k]).abs().max().item()
-                assert diff <= 1e-5, f"{mode} rank {r}: {k} differs from one process by {diff:.3g}"   # float32 sums in another order
+                # float32 sums in another order: a few ulps of the largest gradient (|g| ~ 18 for the text embeddings)
+                diff, tol = (got[k] - ref[k]).abs().max().item(), 1e-5 * (1 + ref[k].abs().max().item())
+                assert diff <= tol, f"{mode} rank {r}: {k} differs from one process by {diff:.3g} (tolerance {tol:.3g})"
             # the derivation's corollary: the gradient at a rank's own features is N times the single-process one
             ref_grad = img.grad[r * 4:(r + 1) * 4]
             assert torch.allclose(got["img_grad"], 2 * ref_grad, atol=1e-6), f"{mode} rank {r}: feature gradient is not 2x"
@@ -92,7 +90,7 @@ def test_two_processes_match_one_process(tmp_path):
 
 def test_single_process_reduces_to_clip_loss():
     import torch.nn.functional as F
-    from vlnotes.clip import clip_loss, clip_loss_distributed, gather_with_grad
+    from vlnotes.losses import clip_loss, clip_loss_distributed, gather_with_grad
     torch.manual_seed(0)
     a, b = F.normalize(torch.randn(5, 8), dim=-1), F.normalize(torch.randn(5, 8), dim=-1)
     for local in (False, True):

@@ -3,7 +3,7 @@ internal link resolves; in headless Chromium the math is typeset by KaTeX, figur
 no request leaves 127.0.0.1.
 
 Skips (with the reason) when the docs dependencies, KaTeX (npm) or Chromium are not installed."""
-import base64, functools, html.parser, json, os, shutil, subprocess, threading, time, urllib.parse, urllib.request
+import base64, functools, html, html.parser, json, os, re, shutil, subprocess, threading, time, urllib.parse, urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,7 +20,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 def site(tmp_path_factory):
     for mod in ("mkdocs", "material", "mkdocs_jupyter", "mkdocstrings", "nbdev"):
         pytest.importorskip(mod, reason=f"docs dependency {mod} not installed: pip install -e '.[docs]'")
-    from vlnotes.docs import build_docs, katex_dir
+    from vlnotes.tools.docs import build_docs, katex_dir
     if os.environ.get("VLNOTES_TEST_DOCS_SITE"):  # reuse a site built by `vlnotes docs` (when iterating on these tests)
         return Path(os.environ["VLNOTES_TEST_DOCS_SITE"])
     try: katex_dir(ROOT)
@@ -33,11 +33,69 @@ def site(tmp_path_factory):
 
 
 def _notebooks():
-    return sorted(p for p in NBS.glob("*.ipynb") if not p.name.startswith(("_", ".")))
+    from vlnotes.tools.docs import site_notebooks
+    return site_notebooks(NBS)
+
+
+# --- fast checks, no site build --------------------------------------------------------------------------------
+
+def _touch_nb(path, title="T"):
+    import nbformat
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {title}\n> d")]), path)
+
+
+def test_pages_come_from_every_folder_but_skipped_names(tmp_path):
+    from vlnotes.tools.docs import site_notebooks
+    for rel in ("index.ipynb", "guides/adding_a_paper.ipynb", "foundations/00_core.ipynb", "tools/00_cli.ipynb",
+                "papers/10_backbones/10_resnet.ipynb", "papers/_template.ipynb", "papers/_drafts/10_x.ipynb",
+                "papers/10_backbones/.ipynb_checkpoints/10_resnet-checkpoint.ipynb"):
+        _touch_nb(tmp_path / rel)
+    found = [p.relative_to(tmp_path).as_posix() for p in site_notebooks(tmp_path)]
+    assert found == ["foundations/00_core.ipynb", "guides/adding_a_paper.ipynb", "index.ipynb",
+                     "papers/10_backbones/10_resnet.ipynb", "tools/00_cli.ipynb"]
+
+
+def test_repository_pages_are_unique_and_flat():
+    from vlnotes.tools.docs import page_names
+    nbs = _notebooks()
+    pages = page_names(nbs)  # raises when two notebooks in different folders would be the same page
+    assert pages["00_core.ipynb"] == "core.html" and pages["index.ipynb"] == "index.html"
+    assert pages["adding_a_paper.ipynb"] == "adding_a_paper.html"
+    assert {p.relative_to(NBS).parts[0] for p in nbs} >= {"index.ipynb", "guides", "foundations", "papers", "tools"}
+    assert not any(p.name.startswith("_") for p in nbs), "the template gets no page"
+
+
+def test_nbdev_links_with_folders_point_at_pages():
+    from vlnotes.tools.docs import fix_markdown
+    pages = {"00_core.ipynb": "core.html", "20_clip.ipynb": "clip.html"}
+    text = ("[`Settings`](https://vlnotes.github.io/vlnotes/foundations/core.html#settings), "
+            "[CLIP](../papers/20_contrastive/20_clip.ipynb#parity), "
+            "[home](https://vlnotes.github.io/vlnotes/index.html)")
+    assert fix_markdown(text, pages, "https://vlnotes.github.io/vlnotes") == \
+        "[`Settings`](core.html#settings), [CLIP](clip.html#parity), [home](index.html)"
+
+
+def test_navigation_follows_the_folders_and_groups():
+    from vlnotes.tools.cli import GROUPS, paper_notebooks
+    from vlnotes.tools.docs import _nav, page_name
+    entries = [(p, page_name(p)[:-5] + ".ipynb", p.stem) for p in _notebooks()]
+    nav = _nav(entries, {"vlnotes.core": NBS / "foundations/00_core.ipynb"}, NBS)
+    assert [next(iter(d)) for d in nav] == ["Home", "Guides", "Foundations", "Papers", "Tools", "API reference"]
+    sections = {next(iter(d)): next(iter(d.values())) for d in nav}
+    assert sections["Home"] == "index.ipynb" and sections["Guides"] == [{"adding_a_paper": "adding_a_paper.ipynb"}]
+    groups = sorted({p.group for p in paper_notebooks(NBS).values()})
+    assert [next(iter(g)) for g in sections["Papers"]] == [GROUPS[g] for g in groups]
+    in_papers = [page for g in sections["Papers"] for item in next(iter(g.values())) for page in item.values()]
+    assert in_papers == [page_name(p.path)[:-5] + ".ipynb" for p in paper_notebooks(NBS).values()]
+    assert {"cli.ipynb", "docs.ipynb"} == {v for item in sections["Tools"] for v in item.values()}
+
+
+# --- the built site --------------------------------------------------------------------------------------------
 
 
 def test_every_notebook_has_a_page(site):
-    from vlnotes.docs import exported_modules, page_name
+    from vlnotes.tools.docs import exported_modules, page_name
     nbs = _notebooks()
     missing = [p.name for p in nbs if not (site / page_name(p)).is_file()]
     assert not missing, f"notebooks without a page: {missing}"
@@ -45,6 +103,9 @@ def test_every_notebook_has_a_page(site):
     assert not api_missing, f"modules without an API page: {api_missing}"
     index = (site / "index.html").read_text()
     assert "Papers and their claims" in index and "<table" in index, "home page with the claims table"
+    nav = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", index))
+    for label in ("Guides", "Adding a paper", "Foundations", "Papers", "Backbones", "Tools"):
+        assert f" {label} " in nav, f"navigation entry {label!r} missing from the home page"
     docs = json.loads((site / "search/search_index.json").read_text())["docs"]
     indexed = {d["location"].split("#")[0] for d in docs}
     assert {page_name(p) for p in nbs} <= indexed, "every page is in the offline search index"
@@ -53,8 +114,9 @@ def test_every_notebook_has_a_page(site):
 def test_processing_follows_nbdev(site):
     "`#| hide` cells gone, `show_doc` rendered without its code, `#| export` code shown, no cell options left."
     core = (site / "core.html").read_text()
-    assert "from nbdev.showdoc import show_doc" not in core, "#| hide cell hidden"
-    assert "default_exp" not in core and "#| export" not in core and "#| echo" not in core
+    code = html.unescape(re.sub(r"<[^>]+>", "", "\n".join(re.findall(r"<pre\b[^>]*>(.*?)</pre>", core, re.S))))
+    assert "from nbdev.showdoc import show_doc" not in code, "#| hide cell hidden"
+    assert "default_exp" not in code and "#| export" not in code and "#| echo" not in code, "no cell options left"
     assert "show_doc(" not in core, "show_doc input removed"
     assert "Settings as the environment says now." in core, "show_doc output rendered"
     assert 'class="nc">Settings' in core and 'class="nf">get_settings' in core, "#| export code shown, highlighted"
@@ -68,7 +130,8 @@ class _Links(html.parser.HTMLParser):
         for k in ("id", "name"):
             if a.get(k) and (k == "id" or tag == "a"): self.ids.add(a[k])
         for k in ("href", "src"):
-            if a.get(k) is not None and not (tag == "link" and a.get("rel") in ("canonical",)): self.links.append((tag, a[k]))
+            if a.get(k) is not None and not (tag == "link" and a.get("rel") in ("canonical",)):
+                self.links.append((tag, a[k]))
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,7 +163,8 @@ class Chromium:
     def __init__(self, binary: str, profile: Path):
         import websocket
         profile.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+        self.proc = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                                      "--remote-debugging-port=0",
                                       "--window-size=1280,900", "about:blank"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file, deadline = profile / "DevToolsActivePort", time.time() + 30
@@ -157,9 +221,11 @@ class Chromium:
         for e in self.events:
             m, p = e["method"], e["params"]
             if m == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
-                out.append("console." + p["type"] + ": " + " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"]))
+                args = " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"])
+                out.append("console." + p["type"] + ": " + args)
             elif m == "Runtime.exceptionThrown":
-                out.append("exception: " + p["exceptionDetails"].get("exception", {}).get("description", p["exceptionDetails"]["text"]))
+                details = p["exceptionDetails"]
+                out.append("exception: " + details.get("exception", {}).get("description", details["text"]))
             elif m == "Log.entryAdded" and p["entry"]["level"] == "error":
                 out.append(f"log: {p['entry']['text']} {p['entry'].get('url', '')}")
             elif m == "Network.loadingFailed" and not p.get("canceled"):
@@ -194,7 +260,8 @@ def _leaves_localhost(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def served(site):
-    handler = functools.partial(type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}), directory=str(site))
+    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    handler = functools.partial(quiet, directory=str(site))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -211,24 +278,28 @@ def browser(served, tmp_path_factory):
     b.close()
 
 
+SHOWCASE = ("papers/20_contrastive/20_clip.ipynb", "papers/10_backbones/10_resnet.ipynb", "foundations/08_train.ipynb")
+
+
 def _showcase_notebook() -> Path:
-    "The page the browser test inspects: CLIP if its notebook exists, else ResNet, else train ($VLNOTES_DOCS_SHOWCASE overrides)."
-    for name in (os.environ.get("VLNOTES_DOCS_SHOWCASE", ""), "12_clip.ipynb", "10_resnet.ipynb", "05_train.ipynb"):
-        if not name: continue
-        if (NBS / name).exists(): return NBS / name
-    pytest.skip("none of 12_clip, 10_resnet, 05_train exists")
+    "The page the browser test inspects: the first of `SHOWCASE` that exists ($VLNOTES_DOCS_SHOWCASE overrides)."
+    for rel in (os.environ.get("VLNOTES_DOCS_SHOWCASE", ""), *SHOWCASE):
+        if rel and (NBS / rel).exists(): return NBS / rel
+    pytest.skip(f"none of {SHOWCASE} exists")
 
 
 MATH_STATE = """(() => {
   const a = document.querySelector("article");
   const c = a.cloneNode(true);
-  c.querySelectorAll("pre, code, script, style, .katex, .clipboard-copy-txt, .highlight-ipynb").forEach(e => e.remove());
+  c.querySelectorAll("pre, code, script, style, .katex, .clipboard-copy-txt, .highlight-ipynb")
+   .forEach(e => e.remove());
   return {katex: a.querySelectorAll(".katex").length, display: a.querySelectorAll(".katex-display").length,
           errors: Array.from(a.querySelectorAll(".katex-error")).map(e => e.title || e.textContent).slice(0, 5),
           raw_display: c.textContent.includes("$$")};
 })()"""
 
-IMAGES = """Array.from(document.querySelectorAll("article img")).map(i => ({ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}))"""
+IMAGES = """Array.from(document.querySelectorAll("article img"))
+  .map(i => ({ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth}))"""
 
 
 def _share(shots, prefix):
@@ -241,7 +312,7 @@ def _share(shots, prefix):
 
 
 def test_showcase_page_in_chromium(site, served, browser, tmp_path):
-    from vlnotes.docs import page_name
+    from vlnotes.tools.docs import page_name
     nb = _showcase_notebook()
     url = f"{served}/{page_name(nb)}"
     browser.load(url)
@@ -263,7 +334,8 @@ def test_showcase_page_in_chromium(site, served, browser, tmp_path):
 
 
 def test_every_page_loads_offline_and_clean(site, served, browser):
-    "Every notebook page, the 404 page and an API page (they share one template): images load, no console errors, no KaTeX errors, no request to another host (fonts, CDNs, GitHub API)."
+    """Every notebook page, the 404 page and an API page (they share one template): images load, no console errors,
+    no KaTeX errors, no request to another host (fonts, CDNs, GitHub API)."""
     problems = []
     api = sorted(site.glob("api/*.html"))
     for page in sorted(site.glob("*.html")) + api[:1]:
@@ -283,9 +355,11 @@ def test_offline_search(site, served, browser, tmp_path):
     "Material's built-in search answers from the local index."
     browser.load(f"{served}/index.html")
     shots = [browser.screenshot(tmp_path / "home.png")]
-    browser.eval("""(() => { const t = document.getElementById("__search"); if (t) { t.checked = true; t.dispatchEvent(new Event("change")); }
+    browser.eval("""(() => { const t = document.getElementById("__search");
+                    if (t) { t.checked = true; t.dispatchEvent(new Event("change")); }
                     const i = document.querySelector(".md-search__input"); i.focus(); i.value = "shapes world";
-                    i.dispatchEvent(new Event("input", {bubbles: true})); i.dispatchEvent(new KeyboardEvent("keyup", {bubbles: true})); })()""")
+                    i.dispatchEvent(new Event("input", {bubbles: true}));
+                    i.dispatchEvent(new KeyboardEvent("keyup", {bubbles: true})); })()""")
     deadline, n = time.time() + 20, 0
     while time.time() < deadline and n == 0:
         time.sleep(0.2); n = browser.eval('document.querySelectorAll(".md-search-result__item").length')

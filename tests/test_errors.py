@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vlnotes import core
+from vlnotes.papers import resnet
 
 
 @contextlib.contextmanager
@@ -23,14 +24,12 @@ def raises(error, *words):
 # ---- models (ResNet stands for every image model; the mixin repeats these for each model) -------------
 @pytest.fixture(scope="module")
 def cifar_model():
-    resnet = pytest.importorskip("vlnotes.resnet")
     torch.manual_seed(0)
     return resnet.resnet_cifar(8, num_classes=3).eval()
 
 
 @pytest.fixture(scope="module")
 def imagenet_model():
-    resnet = pytest.importorskip("vlnotes.resnet")
     torch.manual_seed(0)
     return resnet.resnet18(num_classes=3).eval()
 
@@ -74,7 +73,7 @@ def test_model_float64_pixels(cifar_model):
 
 def test_model_dtype_check_allows_autocast(cifar_model):
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert cifar_model.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+        assert cifar_model.eval()(torch.rand(2, 3, 32, 32)).logits.shape == (2, 3)
 
 
 # ---- mismatched batch sizes ---------------------------------------------------------------------------
@@ -85,21 +84,21 @@ def test_mismatched_image_caption_batch():
 
 def test_attention_context_batch_mismatch():
     layers = pytest.importorskip("vlnotes.layers")
-    attn = layers.Attention(16, num_heads=2)
+    attn = layers.Attention(16, heads=2)
     with raises(ValueError, "context", "expected 2", "got 3"):
         attn(torch.rand(2, 5, 16), context=torch.rand(3, 7, 16))
 
 
 def test_attention_padding_mask_shape_mismatch():
     layers = pytest.importorskip("vlnotes.layers")
-    attn = layers.Attention(16, num_heads=2)
+    attn = layers.Attention(16, heads=2)
     with raises(ValueError, "key_padding_mask", "expected 5", "got 4"):
         attn(torch.rand(2, 5, 16), key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))
 
 
 def test_block_context_padding_mask_batch_mismatch():
     layers = pytest.importorskip("vlnotes.layers")
-    block = layers.TransformerBlock(16, num_heads=2, cross_attention=True)
+    block = layers.TransformerBlock(16, heads=2, cross_attention=True)
     with raises(ValueError, "context_padding_mask", "expected 2", "got 3"):
         block(torch.rand(2, 5, 16), context=torch.rand(2, 7, 16),
               context_padding_mask=torch.zeros(3, 7, dtype=torch.bool))
@@ -144,6 +143,36 @@ def test_world_unknown_class_name(world_mod):
     w = world_mod.ShapesWorld(length=10, image_size=16)
     with raises(ValueError, "expected one of", w.class_names[0], "'dodecahedron'"):
         w.class_index("dodecahedron")
+
+
+def test_world_image_size_out_of_range(world_mod):
+    with raises(ValueError, "image_size", "expected an int", ">= 16", "<= 256", "8"):
+        world_mod.ShapesWorld(image_size=8)
+
+
+def test_world_non_int_image_size(world_mod):
+    with raises(TypeError, "image_size", "expected an int", "float", "32.0"):
+        world_mod.ShapesWorld(image_size=32.0)
+
+
+def test_world_min_objects_above_max(world_mod):
+    with raises(ValueError, "min_objects", "expected at most max_objects=2", "4"):
+        world_mod.ShapesWorld(min_objects=4, max_objects=2)
+
+
+def test_world_caption_noise_out_of_range(world_mod):
+    with raises(ValueError, "caption_noise", ">= 0", "<= 1", "1.5"):
+        world_mod.ShapesWorld(caption_noise=1.5)
+
+
+def test_world_caption_noise_not_a_number(world_mod):
+    with raises(TypeError, "caption_noise", "expected a number", "str"):
+        world_mod.ShapesWorld(caption_noise="0.1")
+
+
+def test_caption_corpus_negative_size(world_mod):
+    with raises(ValueError, "n", "expected an int", ">= 0", "-1"):
+        world_mod.caption_corpus(-1)
 
 
 def test_collate_empty_list(world_mod):
@@ -215,7 +244,6 @@ def test_decode_negative_token_id(tokenizer):
 
 # ---- checkpoints --------------------------------------------------------------------------------------
 def test_checkpoint_from_other_architecture(tmp_path):
-    resnet = pytest.importorskip("vlnotes.resnet")
     from vlnotes.train import save_model, load_model
     save_model(resnet.resnet_cifar(8, num_classes=3), tmp_path / "cifar.safetensors")
     with raises(ValueError, "cifar.safetensors", "expected (64, 3, 7, 7)", "found (16, 3, 3, 3)"):
@@ -223,7 +251,6 @@ def test_checkpoint_from_other_architecture(tmp_path):
 
 
 def test_checkpoint_other_class(tmp_path):
-    resnet = pytest.importorskip("vlnotes.resnet")
     from vlnotes.train import save_model, load_model
     save_model(torch.nn.Linear(4, 2), tmp_path / "linear.safetensors")
     with raises(ValueError, "ResNet", "Linear"):
@@ -231,7 +258,6 @@ def test_checkpoint_other_class(tmp_path):
 
 
 def test_checkpoint_wrong_head_shape(tmp_path):
-    resnet = pytest.importorskip("vlnotes.resnet")
     from vlnotes.train import save_model, load_model
     save_model(resnet.resnet_cifar(8, num_classes=3), tmp_path / "c3.safetensors")
     with raises(ValueError, "fc.weight", "expected (5, 64)", "found (3, 64)"):
@@ -239,7 +265,6 @@ def test_checkpoint_wrong_head_shape(tmp_path):
 
 
 def test_checkpoint_truncated(tmp_path):
-    resnet = pytest.importorskip("vlnotes.resnet")
     from vlnotes.train import save_model, load_model
     path = tmp_path / "model.safetensors"
     save_model(resnet.resnet_cifar(8, num_classes=3), path)

@@ -27,7 +27,8 @@ def readers(fx: Path, size=24):
         "coco_captions": F.CocoCaptions(fx / "coco/images", fx / "coco/annotations/captions_tiny.json", size),
         "coco_instances": F.CocoInstances(fx / "coco/images", fx / "coco/annotations/instances_tiny.json", size,
                                           captions_file=fx / "coco/annotations/captions_tiny.json"),
-        "flickr30k": F.KarpathyCaptions(fx / "flickr30k/images", fx / "flickr30k/dataset_flickr30k.json", "train", size),
+        "flickr30k": F.KarpathyCaptions(fx / "flickr30k/images", fx / "flickr30k/dataset_flickr30k.json", "train",
+                                        size),
         "vqa": F.VQAv2(fx / "vqa/tiny2014", fx / "vqa/v2_OpenEnded_mscoco_tiny2014_questions.json",
                        fx / "vqa/v2_mscoco_tiny2014_annotations.json", size, answer_vocab=3),
         "imagefolder": F.ImageFolder(fx / "imagefolder", size),
@@ -133,10 +134,12 @@ def test_vqa_soft_score_and_vocab(fx):
     assert ds.top_answers(2) == ["1", "red"] and ds.class_names == []
     s = ds[3]
     assert s["questions"] == ["What color is the background?"] and s["answers"] == ["yellow"]
-    assert s["meta"]["answer_scores"]["white"] == pytest.approx(2 / 3) and s["meta"]["answer_scores"]["red"] == pytest.approx(1 / 3)
+    scores = s["meta"]["answer_scores"]
+    assert scores["white"] == pytest.approx(2 / 3) and scores["red"] == pytest.approx(1 / 3)
     t = F.vqa_targets([s["meta"]], ["white", "yellow", "blue"])
     assert torch.allclose(t, torch.tensor([[2 / 3, 1.0, 0.0]]))
-    with pytest.raises(ValueError, match="positive int"): ds.top_answers(0)
+    with pytest.raises(ValueError, match="k: expected an int >= 1, got 0"): ds.top_answers(0)
+    with pytest.raises(TypeError, match="k: expected an int"): ds.top_answers(2.0)
 
 def test_karpathy_split_filtering(fx):
     make = lambda split: F.KarpathyCaptions(fx / "flickr30k/images", fx / "flickr30k/dataset_flickr30k.json", split, 16)
@@ -191,7 +194,8 @@ def test_clear_errors(fx, tmp_path):
     ds = F.CocoCaptions(imgs, fx / "coco/annotations/captions_tiny.json", 16)
     for i in (len(ds), -1):
         with pytest.raises(ValueError, match="index"): ds[i]
-    with pytest.raises(ValueError, match="image_size"): F.CocoCaptions(imgs, fx / "coco/annotations/captions_tiny.json", 0)
+    with pytest.raises(ValueError, match="image_size: expected a positive int or a pair"):
+        F.CocoCaptions(imgs, fx / "coco/annotations/captions_tiny.json", 0)
 
 def test_fixture_writer_is_deterministic(fx, tmp_path):
     F.write_fixtures(tmp_path)
@@ -202,7 +206,8 @@ def test_shipped_fixtures_are_current(fx):
     root = find_project_root(Path(__file__).parent)
     shipped = root / "data" / "fixtures" if root else None
     if shipped is None or not (shipped / "coco").exists(): pytest.skip("no shipped fixtures")
-    files = sorted(p.relative_to(fx) for p in fx.rglob("*") if p.is_file() and "bad" not in p.name and "empty" not in str(p))
+    files = sorted(p.relative_to(fx) for p in fx.rglob("*")
+                   if p.is_file() and "bad" not in p.name and "empty" not in str(p))
     for rel in files:
         a, b = fx / rel, shipped / rel
         assert b.exists(), f"missing shipped fixture {b}"
@@ -239,7 +244,8 @@ def test_deterministic_training(corpus, tok, tmp_path):
     assert Tokenizer.train(corpus, vocab_size=300).to_str() != tok.to_str()
     (tmp_path / "c.txt").write_text("\n".join(corpus))
     code = ("from vlnotes.text import Tokenizer; import pathlib, sys; "
-            "t = pathlib.Path(sys.argv[1]).read_text().splitlines(); Tokenizer.train(t, vocab_size=350).save(sys.argv[2])")
+            "t = pathlib.Path(sys.argv[1]).read_text().splitlines(); "
+            "Tokenizer.train(t, vocab_size=350).save(sys.argv[2])")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "c.txt"), str(tmp_path / "t.json")], check=True,
                    env={**os.environ, "PYTHONHASHSEED": "123"})
     assert (tmp_path / "t.json").read_text() == tok.to_str()
@@ -273,7 +279,9 @@ def test_truncation_is_explicit(tok):
     assert t["input_ids"].shape == (2, 10) and t["input_ids"][0, -1] == EOS_ID and t["input_ids"][0, 0] == BOS_ID
     with pytest.raises(ValueError, match="padding"): tok.encode([long, "a red circle"], padding=False)
     with pytest.raises(ValueError, match="max_length"): tok.encode("a", padding="max_length")
-    with pytest.raises(ValueError, match="max_length"): tok.encode("a red circle", max_length=2)
+    with pytest.raises(ValueError, match="max_length: expected an int >= 3, got 2"):
+        tok.encode("a red circle", max_length=2)
+    with pytest.raises(TypeError, match="max_length: expected an int"): tok.encode("a red circle", max_length=8.0)
     with pytest.raises(ValueError, match="padding"): tok.encode("a", padding="left")
     with pytest.raises(ValueError, match="template"): tok.encode("a", template="bert")
 
@@ -282,12 +290,15 @@ def test_empty_inputs_raise(tok):
         with pytest.raises(ValueError): tok.encode(bad)
     with pytest.raises(TypeError): tok.encode([1, 2])
     with pytest.raises(ValueError): Tokenizer.train([], vocab_size=300)
-    with pytest.raises(ValueError, match="vocab_size"): Tokenizer.train(["a b"], vocab_size=100)
+    with pytest.raises(ValueError, match="vocab_size: expected an int >= 262, got 100"):
+        Tokenizer.train(["a b"], vocab_size=100)
+    with pytest.raises(TypeError, match="vocab_size: expected an int"): Tokenizer.train(["a b"], vocab_size=300.0)
 
 def test_decode_rejects_unknown_ids(tok):
     with pytest.raises(ValueError, match=f"\\[0, {tok.vocab_size}\\)"): tok.decode([2, tok.vocab_size])
     with pytest.raises(ValueError): tok.decode([-1])
     with pytest.raises(TypeError): tok.decode(torch.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match="ids\\[1\\]: expected an int"): tok.decode([2, 1.5])
     assert tok.decode(torch.tensor([[BOS_ID, EOS_ID, PAD_ID]])) == [""]
     assert tok.decode([BOS_ID, EOS_ID], skip_special_tokens=False) == "<bos><eos>"
 
@@ -307,7 +318,8 @@ def test_word_ids_and_whole_word_masking(tok):
         partial = sum(int(m[b][w[b] == k].any() and not m[b][w[b] == k].all())
                       for b in range(len(w)) for k in w[b].unique().tolist() if k >= 0)
         assert (partial == 0) == whole
-    with pytest.raises(ValueError): mlm_mask(w, 1.5)
+    with pytest.raises(ValueError, match="mask_prob"): mlm_mask(w, 1.5)
+    with pytest.raises(TypeError, match="mask_prob"): mlm_mask(w, "0.5")
 
 def test_world_tokenizer_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("VLNOTES_CACHE_DIR", str(tmp_path))
@@ -322,8 +334,9 @@ def test_world_tokenizer_cache(monkeypatch, tmp_path):
 def test_hf_adapter_parity(corpus, tok, tmp_path):
     from transformers import PreTrainedTokenizerFast
     path = tok.save(tmp_path / "tokenizer.json")
-    hf = HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path), pad_token="<pad>", unk_token="<unk>",
-                                             bos_token="<bos>", eos_token="<eos>", mask_token="<mask>", cls_token="<cls>"))
+    specials = dict(pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>", mask_token="<mask>",
+                    cls_token="<cls>")
+    hf = HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path), **specials))
     assert (hf.pad_id, hf.bos_id, hf.eos_id, hf.mask_id, hf.cls_id, hf.vocab_size) == \
            (PAD_ID, BOS_ID, EOS_ID, MASK_ID, CLS_ID, tok.vocab_size)
     texts = corpus[:10] + EXTRA
@@ -340,7 +353,8 @@ def test_hf_adapter_without_bos_uses_cls(tmp_path, tok):
     "A BERT-style tokenizer ([CLS] ... [SEP], no bos/eos) maps bos->cls and eos->sep."
     from transformers import PreTrainedTokenizerFast
     path = tok.save(tmp_path / "tokenizer.json")
-    bert_like = PreTrainedTokenizerFast(tokenizer_file=str(path), pad_token="<pad>", cls_token="<cls>", sep_token="<eos>")
+    bert_like = PreTrainedTokenizerFast(tokenizer_file=str(path), pad_token="<pad>", cls_token="<cls>",
+                                        sep_token="<eos>")
     hf = HFTokenizer(bert_like)
     assert hf.bos_id == CLS_ID and hf.eos_id == EOS_ID and hf.mask_id is None
     e = hf.encode("a red circle")

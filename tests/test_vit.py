@@ -1,29 +1,29 @@
-"ViT (vlnotes.vit): the common model tests, parity with transformers (also at new resolutions), and bad inputs."
+"ViT (vlnotes.papers.vit): the common model tests, parity with transformers (also at new resolutions), and bad inputs."
 import math
 import re
 
 import pytest
 import torch
 from torch import nn
+from transformers import ViTConfig as HFViTConfig, ViTForImageClassification, ViTModel
 
 from model_testing import BadInput, ModelTesterMixin
-
-vit = pytest.importorskip("vlnotes.vit")
-transformers = pytest.importorskip("transformers")
-from vlnotes.vit import ViT, ViTConfig  # noqa: E402
+from vlnotes.convert import load_strict, rename_state_dict
+from vlnotes.core import num_params
+from vlnotes.papers import vit
+from vlnotes.papers.vit import ViT, ViTConfig, ViTOutput, hf_parity
 
 
 # ---- the common model tests -------------------------------------------------------------------------
 class _ViTTester(ModelTesterMixin):
     "ViTs read `images` (B, C, H, W) and return a `ViTOutput` mapping (last_hidden_state, pooled, [logits])."
     image_size = 32
-    config = dict(dim=32, depth=2, num_heads=4, num_classes=5)
+    config = dict(dim=32, depth=2, heads=4, num_classes=5)
 
     def build_model(self): return ViT(ViTConfig(image_size=self.image_size, in_channels=self.channels, **self.config))
     def build_inputs(self, batch_size):
         h, w = (self.image_size, self.image_size) if isinstance(self.image_size, int) else self.image_size
         return {"images": torch.rand(batch_size, self.channels, h, w)}
-    def model_config(self, model): return model.config.to_dict()
     def make_variant_model(self):
         return ViT(ViTConfig(image_size=self.image_size, in_channels=self.channels, **{**self.config, "depth": 3}))
 
@@ -45,8 +45,8 @@ class TestViT(_ViTTester):
 
 
 class TestViTOutputsEverything(_ViTTester):
-    "Hidden states and attention weights (explicit-softmax path) are outputs too; mean pooling, pre-logits."
-    config = dict(dim=24, depth=2, num_heads=3, num_classes=4, pool="mean", pre_logits_dim=16)
+    "Hidden states and attention weights (explicit-softmax path) are outputs too; mean pooling, pre-logits, mlp_dim."
+    config = dict(dim=24, depth=2, heads=3, mlp_dim=40, num_classes=4, pool="mean", pre_logits_dim=16)
     def outputs(self, model, images, **kw):
         return model(images, output_hidden_states=True, output_attentions=True, **kw)
     def expected_output_shapes(self, batch_size):
@@ -58,8 +58,8 @@ class TestViTOutputsEverything(_ViTTester):
 class TestViTClipStyleNonSquare(_ViTTester):
     "CLIP's vision-tower options, one channel, a non-square image and patch grid, no head (features only)."
     image_size, channels = (32, 48), 1
-    config = dict(dim=32, depth=2, num_heads=2, patch_size=8, pre_norm=True, final_norm="pooled",
-                  qkv_bias=False, patch_bias=False, act="quick_gelu")
+    config = dict(dim=32, depth=2, heads=2, patch_size=8, pre_norm=True, final_norm="pooled",
+                  qkv_bias=False, patch_bias=False, act="quick_gelu", eps=1e-5)
     def expected_output_shapes(self, batch_size):
         return {"pooled": (batch_size, 32), "last_hidden_state": (batch_size, 1 + 4 * 6, 32)}
     def bad_inputs(self): return self.image_bad_inputs("images")[:4]
@@ -75,14 +75,13 @@ class TestViTInterpolated(_ViTTester):
     def bad_inputs(self):
         return [BadInput("50x50 is not a multiple of the patch size", {"images": torch.rand(2, 3, 50, 50)},
                          ValueError, ("images", "50", "4")),
-                BadInput("2 channels", {"images": torch.rand(2, 2, 48, 48)}, ValueError, ("images", "expected", "3", "(2, 2, 48, 48)"))]
+                BadInput("2 channels", {"images": torch.rand(2, 2, 48, 48)}, ValueError,
+                         ("images", "expected", "3", "(2, 2, 48, 48)"))]
     test_load_corrupted_checkpoint_raises = None   # file handling does not depend on the input size: TestViT covers it
     test_checkpoint_is_safetensors = None
 
 
 # ---- parity with transformers -----------------------------------------------------------------------
-from transformers import ViTConfig as HFViTConfig, ViTForImageClassification, ViTModel  # noqa: E402
-
 PARITY_CASES = {
     "model-32-p4-pooler": (ViTModel, (32, 32), dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                                      intermediate_size=64, image_size=32, patch_size=4)),
@@ -92,8 +91,8 @@ PARITY_CASES = {
     "cls-48-p16-1ch": (ViTForImageClassification, (48, 48), dict(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, image_size=48,
         patch_size=16, num_channels=1, num_labels=3)),
-    "cls-32x48-p8": (ViTForImageClassification, (32, 48), dict(
-        hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=96, image_size=(32, 48),
+    "cls-32x48-p8-odd-mlp": (ViTForImageClassification, (32, 48), dict(
+        hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=77, image_size=(32, 48),
         patch_size=8, num_labels=4)),
     "model-24-p2-nopooler-pooler-size": (ViTModel, (24, 24), dict(
         hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=24, patch_size=2,
@@ -101,30 +100,14 @@ PARITY_CASES = {
 }
 
 
-def hf_model(kind, seed=0, add_pooling_layer=True, **kw):
+def hf_model(kind, seed=0, add_pooling_layer=True, attn="eager", **kw):
     "A transformers ViT with seeded random weights, perturbed so every block matters."
     torch.manual_seed(seed)
     extra = {"add_pooling_layer": add_pooling_layer} if kind is ViTModel else {}
-    model = kind(HFViTConfig(**kw, attn_implementation="eager"), **extra).eval()
+    model = kind(HFViTConfig(**kw, attn_implementation=attn), **extra).eval()
     with torch.no_grad():
         for p in model.parameters(): p.add_(torch.randn_like(p) * 0.2)
     return model
-
-
-def max_diffs(hf, ours, x, interpolate=False):
-    with torch.no_grad():
-        h = hf(x, output_hidden_states=True, output_attentions=True, interpolate_pos_encoding=interpolate)
-        o = ours(x, output_hidden_states=True, output_attentions=True, interpolate_pos_encoding=interpolate)
-        fast = ours(x, interpolate_pos_encoding=interpolate)
-    assert len(h.hidden_states) == len(o.hidden_states) and len(h.attentions) == len(o.attentions)
-    d = {"hidden_states": max((a - b).abs().max().item() for a, b in zip(h.hidden_states, o.hidden_states)),
-         "attentions": max((a - b).abs().max().item() for a, b in zip(h.attentions, o.attentions))}
-    if isinstance(hf, ViTModel):
-        d["last_hidden_state"] = max((h.last_hidden_state - t.last_hidden_state).abs().max().item() for t in (o, fast))
-        if h.pooler_output is not None: d["pooler"] = (h.pooler_output - fast.pre_logits).abs().max().item()
-        else: assert fast.pre_logits is None
-    else: d["logits"] = max((h.logits - t.logits).abs().max().item() for t in (o, fast))
-    return d
 
 
 @pytest.mark.parametrize("case", list(PARITY_CASES))
@@ -132,10 +115,12 @@ def test_from_hf_matches_transformers(case):
     kind, size, kw = PARITY_CASES[case]
     hf = hf_model(kind, **kw)
     ours = ViT.from_hf(hf).eval()
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in hf.parameters())
+    assert num_params(ours) == num_params(hf)
+    assert ours.config.mlp_dim == kw["intermediate_size"] and ours.config.heads == kw["num_attention_heads"]
     x = torch.randn(2, hf.config.num_channels, *size)
-    d = max_diffs(hf, ours, x)
-    assert max(d.values()) <= 1e-4, d
+    d = hf_parity(hf, x)
+    assert set(d) >= {"hidden_states", "attentions"} and max(d.values()) <= 1e-4, d
+    assert ("logits" in d) == (kind is ViTForImageClassification)
     # and the differences are not vacuous: another seed's model is far off
     other = ViT.from_hf(hf_model(kind, seed=1, **kw)).eval()
     with torch.no_grad():
@@ -152,8 +137,7 @@ def test_interpolate_pos_encoding_matches_transformers(case, scale):
     new = (max(p, round(h * scale[0] / p) * p), max(p, round(w * scale[1] / p) * p))
     assert new != (h, w)
     hf = hf_model(kind, **kw)
-    ours = ViT.from_hf(hf).eval()
-    d = max_diffs(hf, ours, torch.randn(2, hf.config.num_channels, *new), interpolate=True)
+    d = hf_parity(hf, torch.randn(2, hf.config.num_channels, *new), interpolate_pos_encoding=True)
     assert max(d.values()) <= 1e-4, (new, d)
 
 
@@ -165,15 +149,31 @@ def test_position_embeddings_match_transformers_resampling():
     for size in ((48, 48), (16, 40), (64, 32)):
         with torch.no_grad():
             ref = hf.embeddings.interpolate_pos_encoding(torch.zeros(1, 1 + (size[0] // 4) * (size[1] // 4), 32), *size)
-        got = ours.position_embeddings(*size)
+            got = ours.position_embeddings(*size)
         assert got.shape == ref.shape and (got - ref).abs().max().item() <= 1e-5, size
 
 
-def test_from_hf_train_mode_and_no_pooler():
+def test_hf_parity_fails_on_a_real_difference_and_needs_eager_attention():
+    kind, size, kw = PARITY_CASES["model-32-p4-pooler"]
+    hf = hf_model(kind, **kw).train()
+    ours = ViT.from_hf(hf)
+    with torch.no_grad(): ours.encoder.blocks[1].mlp.fc2.bias.add_(1e-3)
+    with pytest.raises(AssertionError, match=r"ViT hidden_states: max \|ours - reference\| exceeds atol=0.0001"):
+        hf_parity(hf, torch.randn(2, 3, *size), ours=ours)
+    assert hf.training and ours.training                  # compared in eval mode, modes restored
+    sdpa = hf_model(kind, attn="sdpa", **kw)
+    with pytest.raises(ValueError, match="attn_implementation='eager'"):
+        hf_parity(sdpa, torch.randn(2, 3, *size))
+
+
+def test_from_hf_train_mode_no_pooler_and_subclass():
     kind, _, kw = PARITY_CASES["model-32-p4-pooler"]
     hf = hf_model(kind, add_pooling_layer=False, **kw).train()
     ours = ViT.from_hf(hf)
     assert ours.training and ours.pre_logits is None and ours.head is None
+
+    class MyViT(ViT): pass
+    assert type(MyViT.from_hf(hf)) is MyViT          # a classmethod: builds the class it is called on
 
 
 def test_transformers4_key_names_load():
@@ -194,7 +194,7 @@ def test_transformers4_key_names_load():
     assert all(k.startswith(("vit.", "classifier.")) for k in old)
     assert any(".attention.attention.query." in k for k in old)
     ours = ViT(vit.vit_config_from_hf(hf.config, num_classes=5))
-    vit.load_strict(ours, vit.rename_state_dict(old, vit.HF_VIT_RULES, "transformers 4 checkpoint"))
+    load_strict(ours, rename_state_dict(old, vit.HF_VIT_RULES, "transformers 4 checkpoint"))
     x = torch.randn(2, 3, *size)
     with torch.no_grad(): assert (ours.eval()(x).logits - hf(x).logits).abs().max().item() <= 1e-4
 
@@ -208,53 +208,77 @@ def test_from_hf_errors():
         ViT.from_hf(ViTModel(HFViTConfig(**small), use_mask_token=True))
     with pytest.raises(TypeError, match="expected a transformers ViTModel .*got Linear"):
         ViT.from_hf(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="pooler_act: expected 'tanh'"):
+        vit.vit_config_from_hf(HFViTConfig(**small, pooler_act="relu"), pooler=True)
 
 
-def test_rename_and_load_strict_errors():
-    with pytest.raises(ValueError, match=r"expected every key to match a renaming rule, got 1 unmatched: \['decoder.weight'\]"):
-        vit.rename_state_dict({"embeddings.cls_token": torch.zeros(1), "decoder.weight": torch.zeros(1)}, vit.HF_VIT_RULES)
-    model = ViT(ViTConfig(dim=16, depth=1, num_heads=2))
-    state = model.state_dict()
-    bad = dict(state, pos_embed=state["pos_embed"][:, :10], extra=torch.zeros(1))
-    del bad["norm.weight"]
-    with pytest.raises(ValueError) as e: vit.load_strict(model, bad, "a checkpoint")
-    msg = str(e.value)
-    assert "missing (1): ['norm.weight']" in msg and "unexpected (1): ['extra']" in msg
-    assert "pos_embed: expected (1, 65, 16), got (1, 10, 16)" in msg
+def test_rules_refuse_unknown_keys_and_strict_loading_names_the_shapes():
+    with pytest.raises(ValueError, match=r"got 1 unmatched: \['decoder.weight'\]"):
+        rename_state_dict({"embeddings.cls_token": torch.zeros(1), "decoder.weight": torch.zeros(1)}, vit.HF_VIT_RULES)
+    model = ViT(ViTConfig(dim=16, depth=1, heads=2))
+    bad = dict(model.state_dict())
+    bad["pos_embed"] = bad["pos_embed"][:, :10]
+    with pytest.raises(ValueError, match=r"pos_embed: expected \(1, 65, 16\), got \(1, 10, 16\)"):
+        load_strict(model, bad, "a checkpoint")
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(image_size=30), r"image_size 30x30 must be divisible by patch_size 4x4"),
-    (dict(image_size=0), r"image_size: expected a positive int .*got 0"),
-    (dict(patch_size=(4, 4, 4)), r"patch_size: expected a positive int or a pair .*got \(4, 4, 4\)"),
-    (dict(dim=30, num_heads=4), r"dim must be divisible by num_heads, got dim=30, num_heads=4"),
-    (dict(depth=0), r"depth: expected an int >= 1, got 0"),
-    (dict(num_classes=-1), r"num_classes: expected an int >= 0, got -1"),
-    (dict(pool="max"), r"pool.*max"),
-    (dict(final_norm="none"), r"final_norm.*none"),
-    (dict(act="swish"), r"act.*swish"),
-    (dict(dropout=1.0), r"dropout: expected a float in \[0, 1\), got 1.0"),
-    (dict(mlp_ratio=0), r"mlp_ratio: expected a float > 0"),
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(image_size=30), ValueError, r"ViTConfig.image_size: expected a multiple of patch_size 4x4, got 30x30"),
+    (dict(image_size=0), ValueError, r"ViTConfig.image_size: expected a positive int .*got 0"),
+    (dict(patch_size=(4, 4, 4)), ValueError, r"ViTConfig.patch_size: expected a positive int or a pair .*\(4, 4, 4\)"),
+    (dict(dim=30, heads=4), ValueError, r"ViTConfig.dim: expected a multiple of heads=4, got dim=30"),
+    (dict(depth=0), ValueError, r"ViTConfig.depth: expected an int >= 1, got 0"),
+    (dict(heads=2.0), TypeError, r"ViTConfig.heads: expected an int >= 1, got float 2.0"),
+    (dict(mlp_dim=0), ValueError, r"ViTConfig.mlp_dim: expected an int >= 1, got 0"),
+    (dict(num_classes=-1), ValueError, r"ViTConfig.num_classes: expected an int >= 0, got -1"),
+    (dict(pool="max"), ValueError, r"ViTConfig.pool: expected one of \['cls', 'mean'\], got 'max'"),
+    (dict(final_norm="none"), ValueError, r"ViTConfig.final_norm.*'none'"),
+    (dict(act="swish"), ValueError, r"ViTConfig.act.*'swish'"),
+    (dict(dropout=1.0), ValueError, r"ViTConfig.dropout: expected a finite number >= 0 and < 1, got 1.0"),
+    (dict(eps=0.0), ValueError, r"ViTConfig.eps: expected a finite number > 0"),
+    (dict(pre_norm="yes"), TypeError, r"ViTConfig.pre_norm: expected True or False, got 'yes'"),
 ])
-def test_config_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match): ViTConfig(**kwargs)
+def test_config_errors(kwargs, error, match):
+    with pytest.raises(error, match=match): ViTConfig(**kwargs)
 
 
-def test_config_roundtrip_and_unknown_keys():
-    c = ViTConfig(image_size=(32, 48), patch_size=8, dim=16, num_heads=2)
-    assert ViTConfig.from_dict(c.to_dict()) == c
+def test_config_roundtrip_mlp_dim_and_unknown_keys():
+    c = ViTConfig(image_size=(32, 48), patch_size=8, dim=16, heads=2)
+    assert c.mlp_dim == 64 and ViTConfig.from_dict(c.to_dict()) == c and c.to_dict()["mlp_dim"] == 64
+    assert ViTConfig(dim=16, heads=2, mlp_dim=24).mlp_dim == 24
     with pytest.raises(ValueError, match=r"unknown keys \['hidden_size'\]"): ViTConfig.from_dict({"hidden_size": 8})
+    with pytest.raises(ValueError, match=r"unknown keys \['mlp_ratio', 'num_heads'\]"):
+        ViTConfig.from_dict({"num_heads": 2, "mlp_ratio": 4.0})
     with pytest.raises(TypeError, match="expected a ViTConfig, got dict"): ViT({"dim": 8})
+
+
+def test_vit_num_params_formula():
+    for c in (ViTConfig(), ViTConfig(dim=24, heads=2, mlp_dim=40, qkv_bias=False, patch_bias=False, pre_norm=True,
+                                     pre_logits_dim=12, num_classes=3, image_size=(32, 48), patch_size=8)):
+        assert vit.vit_num_params(c) == num_params(ViT(c))
 
 
 def test_resized_equals_interpolating_on_the_fly():
     torch.manual_seed(0)
-    model = ViT(ViTConfig(dim=16, depth=1, num_heads=2, num_classes=3)).eval()
+    model = ViT(ViTConfig(dim=16, depth=1, heads=2, num_classes=3)).eval()
     x = torch.rand(2, 3, 48, 40)
     big = model.resized((48, 40)).eval()
     with torch.no_grad():
         assert torch.allclose(big(x).logits, model(x, interpolate_pos_encoding=True).logits, atol=1e-6)
     assert big.pos_embed.shape == (1, 1 + 12 * 10, 16) and big.config.image_size == (48, 40)
+
+
+def test_output_is_a_model_output_and_attentions_come_from_the_encoder():
+    torch.manual_seed(0)
+    model = ViT(ViTConfig(dim=16, depth=2, heads=2, num_classes=3)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out, fast = model(x, output_attentions=True), model(x)
+        enc = model.encoder(model.embed(x), output_attentions=True)
+    assert isinstance(out, ViTOutput) and list(fast) == ["last_hidden_state", "pooled", "logits"]
+    assert out.hidden_states is None and len(out.attentions) == 2
+    assert all(torch.equal(a, b) for a, b in zip(out.attentions, enc.attentions))
+    assert torch.allclose(out.logits, fast.logits, atol=1e-5)
 
 
 # ---- analysis tools ------------------------------------------------------------------------------------
@@ -270,7 +294,7 @@ def test_mean_attention_distance_hand_cases():
 
 
 def test_pos_embed_similarity_structure():
-    model = ViT(ViTConfig(image_size=24, patch_size=4, dim=8, num_heads=2))
+    model = ViT(ViTConfig(image_size=24, patch_size=4, dim=8, heads=2))
     gh, gw = model.grid_size
     ii, jj = torch.meshgrid(torch.arange(gh).float(), torch.arange(gw).float(), indexing="ij")
     smooth = torch.stack([torch.cos(ii / 3), torch.sin(ii / 3), torch.cos(jj / 3), torch.sin(jj / 3)] * 2, -1)
