@@ -21,8 +21,8 @@ from vlnotes.losses import clip_loss_distributed, gather_with_grad
 
 def build():
     torch.manual_seed(0)
-    return CLIP(CLIPConfig(clip_vision_config(image_size=16, patch_size=8, dim=16, depth=1, num_heads=2),
-                           CLIPTextConfig(vocab_size=30, context_length=8, width=16, depth=1, heads=2), embed_dim=8))
+    return CLIP(CLIPConfig(clip_vision_config(image_size=16, patch_size=8, dim=16, depth=1, heads=2),
+                           CLIPTextConfig(vocab_size=30, context_length=8, dim=16, depth=1, heads=2), embed_dim=8))
 
 def batch(n=8):
     g = torch.Generator().manual_seed(1)

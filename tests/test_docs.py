@@ -88,7 +88,7 @@ def test_navigation_follows_the_folders_and_groups():
     assert [next(iter(g)) for g in sections["Papers"]] == [GROUPS[g] for g in groups]
     in_papers = [page for g in sections["Papers"] for item in next(iter(g.values())) for page in item.values()]
     assert in_papers == [page_name(p.path)[:-5] + ".ipynb" for p in paper_notebooks(NBS).values()]
-    assert {"cli.ipynb", "docs.ipynb"} == {v for item in sections["Tools"] for v in item.values()}
+    assert {"cli.ipynb", "docs.ipynb", "package.ipynb"} == {v for item in sections["Tools"] for v in item.values()}
 
 
 # --- the built site --------------------------------------------------------------------------------------------

@@ -13,20 +13,28 @@ __version__ = "0.1.0"
 import importlib, importlib.abc, importlib.util, sys
 from pathlib import Path
 
-_PAPERS = Path(__file__).resolve().parent / "papers"
+_PACKAGE = "vlnotes"
 
 # %% ../nbs/tools/02_package.ipynb #3ac31219
+def _is_paper(short: str) -> bool:
+    "Is there a module `vlnotes/papers/<short>.py`?"
+    if not short.isidentifier() or short == "papers": return False
+    papers = importlib.util.find_spec(f"{_PACKAGE}.papers")
+    return papers is not None and any((Path(d) / f"{short}.py").is_file() for d in papers.submodule_search_locations)
+
 class PaperAliases(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     "Import hook: `vlnotes.<id>` is the module `vlnotes.papers.<id>` for every paper module."
     def find_spec(self, fullname: str, path=None, target=None):
         package, _, short = fullname.partition(".")
-        if package != __name__ or not short.isidentifier() or not (_PAPERS / f"{short}.py").is_file(): return None
+        if package != _PACKAGE or not _is_paper(short): return None
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec):
         "The paper module itself (its `__name__` stays `vlnotes.papers.<id>`)."
-        return importlib.import_module(f"{__name__}.papers.{spec.name.split('.', 1)[1]}")
+        return importlib.import_module(f"{_PACKAGE}.papers.{spec.name.split('.', 1)[1]}")
 
     def exec_module(self, module): pass   # already executed by the import above
 
-if not any(isinstance(f, PaperAliases) for f in sys.meta_path): sys.meta_path.append(PaperAliases())
+# installed only by the package itself (not when a notebook or the docs build runs this cell)
+if __name__ == _PACKAGE and not any(type(f).__name__ == "PaperAliases" for f in sys.meta_path):
+    sys.meta_path.append(PaperAliases())

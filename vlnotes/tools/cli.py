@@ -164,7 +164,8 @@ def run_notebook(path: Path, out_path: Path, quick: bool, results_dir: Path, tim
     from nbclient import NotebookClient
     path, out_path = Path(path), Path(out_path)
     nb = nbformat.read(path, as_version=4)
-    env = {**os.environ, "VLNOTES_QUICK": "1" if quick else "0", "MPLBACKEND": "Agg",
+    # no MPLBACKEND: a non-inline backend would keep the figures out of the saved notebook
+    env = {**{k: v for k, v in os.environ.items() if k != "MPLBACKEND"}, "VLNOTES_QUICK": "1" if quick else "0",
            "VLNOTES_RESULTS_DIR": str(Path(results_dir).resolve())}
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})

@@ -438,7 +438,7 @@ def exported_modules(notebooks: list[Path], lib: str = "vlnotes") -> dict[str, P
         nb = json.loads(Path(p).read_text())
         for c in nb["cells"]:
             m = _DEFAULT_EXP.search(_src(c)) if c["cell_type"] == "code" else None
-            if m: out[f"{lib}.{m.group(1)}"] = Path(p); break
+            if m: out[lib if m.group(1) == "__init__" else f"{lib}.{m.group(1)}"] = Path(p); break
     return out
 
 def api_page(module: str, notebook: Path) -> str:
