@@ -1,24 +1,14 @@
 """Bad inputs get clear errors: the right exception type, and a message naming what was expected and what was received.
 
 One test per case so a regression names the exact input that lost its clear error."""
-import contextlib
 from pathlib import Path
 
 import pytest
 import torch
+from badinput import raises
 
 from vlnotes import core
 from vlnotes.papers import resnet
-
-
-@contextlib.contextmanager
-def raises(error, *words):
-    "Like `pytest.raises(error)`, and the message must contain every one of `words` (case-insensitive)."
-    with pytest.raises(error) as e:
-        yield e
-    msg = str(e.value).lower()
-    missing = [w for w in words if str(w).lower() not in msg]
-    assert not missing, f"message lacks {missing}: {e.value}"
 
 
 # ---- models (ResNet stands for every image model; the mixin repeats these for each model) -------------

@@ -21,9 +21,9 @@ from torch import nn
 # %% auto #0
 __all__ = ['REPRODUCED', 'NOT_REPRODUCED', 'find_project_root', 'Settings', 'get_settings', 'seed_everything', 'default_device',
            'check_int', 'check_float', 'check_bool', 'check_pair', 'check_choice', 'check_shape', 'check_nonempty',
-           'check_dtype', 'check_finite', 'check_range', 'check_images', 'check_same_batch', 'check_index', 'Config',
-           'ModelOutput', 'num_params', 'SeedStats', 'seed_stats', 'evaluate_expectation', 'Claim', 'check_paper_id',
-           'ClaimRegistry', 'load_claims', 'Markdown', 'claims_markdown']
+           'check_dtype', 'checking_values', 'check_finite', 'check_range', 'check_images', 'check_same_batch',
+           'check_index', 'Config', 'ModelOutput', 'num_params', 'SeedStats', 'seed_stats', 'evaluate_expectation',
+           'Claim', 'check_paper_id', 'ClaimRegistry', 'load_claims', 'Markdown', 'claims_markdown']
 
 # %% ../nbs/foundations/00_core.ipynb #d2165bfa
 _TRUE = {"1", "true", "yes", "on"}
@@ -180,14 +180,21 @@ def check_dtype(x: torch.Tensor, allowed: str | Iterable[torch.dtype], name: str
     if ok is None: raise ValueError(f"check_dtype: unknown dtype family {allowed!r}")
     if not ok: raise ValueError(f"{name}: expected dtype {allowed}, got {x.dtype}")
 
+def checking_values() -> bool:
+    """False while `torch.compile` or `torch.jit` trace/script a model: value checks (NaN/inf, ranges) branch on
+    data, which a graph cannot hold (`fullgraph=True` fails, tracing bakes the branch in). Shape, dtype and
+    size checks stay on: they are static facts a compiled graph guards on anyway."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting())
+
 def check_finite(x: torch.Tensor, name: str = "input"):
-    "Raise if `x` holds NaN or inf."
-    if x.is_floating_point() and not torch.isfinite(x).all():
+    "Raise if `x` holds NaN or inf (skipped inside a compiled or traced graph, see `checking_values`)."
+    if checking_values() and x.is_floating_point() and not torch.isfinite(x).all():
         n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
         raise ValueError(f"{name}: expected finite values, got {n_nan} NaN and {n_inf} inf entries")
 
 def check_range(x: torch.Tensor, low: float | None = None, high: float | None = None, name: str = "input"):
-    "Raise if any value of `x` lies outside `[low, high]`."
+    "Raise if any value of `x` lies outside `[low, high]` (skipped inside a compiled or traced graph)."
+    if not checking_values(): return
     lo, hi = x.min().item(), x.max().item()
     if (low is not None and lo < low) or (high is not None and hi > high):
         raise ValueError(f"{name}: expected values in [{low}, {high}], got values in [{lo:.4g}, {hi:.4g}]")
@@ -215,9 +222,11 @@ def check_images(x: Any, channels: int | None = 3, size: int | tuple[int, int] |
 def check_same_batch(**tensors) -> int:
     "Raise unless all given tensors/sequences share one batch size; return it."
     sizes = {k: (v.shape[0] if isinstance(v, torch.Tensor) else len(v)) for k, v in tensors.items()}
-    if len(set(sizes.values())) > 1:
+    first = next(iter(sizes.values()))
+    # compared pairwise, not in a set: under jit tracing sizes are tensors, which hash by identity
+    if not torch.jit.is_tracing() and any(s != first for s in sizes.values()):
         raise ValueError(f"mismatched batch sizes: expected equal sizes, got {sizes}")
-    return next(iter(sizes.values()))
+    return first
 
 def check_index(index: Any, length: int | None, name: str = "index") -> int:
     "Raise unless `index` is an int in `[0, length)` (`length=None`: unbounded)."
