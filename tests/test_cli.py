@@ -111,3 +111,85 @@ def test_repository_papers_record_claims_under_their_id():
         names = set(re.findall(r"""ClaimRegistry\(\s*["']([^"']+)["']""", source))
         if names != {pid}: wrong[p.path.relative_to(NBS).as_posix()] = sorted(names)
     assert not wrong, f"each paper notebook must use ClaimRegistry(<its id>) (and only that): {wrong}"
+
+
+# --- issue 8: checks before anything runs, one-line errors, --debug ---
+
+def _no_run(*args, **kwargs): raise AssertionError("a notebook ran although the arguments were wrong")
+
+
+@pytest.mark.parametrize("setup, argv", [
+    (lambda res: (res.parent / "afile").write_text("x"), ["--results-dir", "{res}/../afile/r"]),
+    (lambda res: (res.mkdir(), (res / "runs").write_text("x")), ["--results-dir", "{res}"]),
+    (lambda res: (res.mkdir(), (res / "claims").write_text("x")), ["--results-dir", "{res}"]),
+])
+def test_reproduce_checks_the_results_folder_before_running_anything(nbs, tmp_path, capsys, monkeypatch,
+                                                                     setup, argv):
+    import vlnotes.tools.cli as cli
+    monkeypatch.setattr(cli, "run_notebook", _no_run)
+    res = tmp_path / "res"
+    setup(res)
+    argv = [a.format(res=res) for a in argv]
+    assert main(["--nbs-dir", str(nbs), "reproduce", "toy", "--quick", *argv]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and "kept at" not in cap.err, "nothing ran, so no notebook is mentioned"
+    assert re.fullmatch(r"vlnotes reproduce: error: --results-dir: expected a (writable folder|folder to write into), "
+                        r"got \S+(, which is a file| \(.+\))\n", cap.err), cap.err
+
+
+def test_a_run_that_fails_before_its_notebook_is_written_says_so(nbs, tmp_path, capsys, monkeypatch):
+    import vlnotes.tools.cli as cli
+    res = tmp_path / "res"
+    (res / "runs").mkdir(parents=True)
+    (res / "runs/toy.ipynb").write_text("an executed notebook of an earlier run")
+    monkeypatch.setattr(cli, "run_notebook", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    assert main(["--nbs-dir", str(nbs), "reproduce", "toy", "--quick", "--results-dir", str(res)]) == 1
+    err = capsys.readouterr().err
+    assert "toy FAILED: OSError: [Errno 28] No space left\n  no executed notebook was written" in err, err
+    assert "kept at" not in err and not (res / "runs/toy.ipynb").exists(), "the earlier run's notebook is not kept"
+    assert err.splitlines()[-1] == "vlnotes reproduce: error: 1 of 1 paper(s) failed: ['toy'] (see the messages above)"
+
+
+def test_progress_of_a_notebook_without_code_cells(tmp_path):
+    import io
+    from vlnotes.tools.cli import run_notebook
+    _write_nb(tmp_path / "empty.ipynb")
+    bar = io.StringIO()
+    run_notebook(tmp_path / "empty.ipynb", tmp_path / "out/empty.ipynb", True, tmp_path / "res", file=bar)
+    assert "cell 0/0 done" in bar.getvalue().split("\r")[-1]
+    assert nbformat.read(tmp_path / "out/empty.ipynb", as_version=4).cells[0].cell_type == "markdown"
+
+
+@pytest.mark.parametrize("argv, env", [(["--debug"], {}), ([], {"VLNOTES_DEBUG": "1"}),
+                                       (["--debug"], {"VLNOTES_DEBUG": "0"})])
+def test_debug_reraises_the_error(nbs, monkeypatch, argv, env):
+    for k, v in env.items(): monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match="'all' alone"): main([*argv, "--nbs-dir", str(nbs), "reproduce", "all", "toy"])
+
+
+def test_debug_also_after_the_command(nbs):
+    with pytest.raises(ValueError, match="'all' alone"):
+        main(["--nbs-dir", str(nbs), "reproduce", "all", "toy", "--debug"])
+
+
+def test_interrupt_is_one_line_and_status_130(nbs, capsys, monkeypatch):
+    import vlnotes.tools.cli as cli
+    monkeypatch.setattr(cli, "paper_notebooks", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert main(["--nbs-dir", str(nbs), "list"]) == 130
+    assert capsys.readouterr().err == "vlnotes list: error: interrupted\n"
+
+
+def test_an_unexpected_error_is_a_bug_and_keeps_its_traceback(nbs, monkeypatch):
+    import vlnotes.tools.cli as cli
+    monkeypatch.setattr(cli, "paper_notebooks", lambda *a: (_ for _ in ()).throw(ZeroDivisionError("a bug")))
+    with pytest.raises(ZeroDivisionError): main(["--nbs-dir", str(nbs), "list"])
+
+
+def test_readme_check_passes_after_readme(nbs, capsys):
+    _write_nb(nbs / "index.ipynb", "print('hi')")
+    assert main(["--nbs-dir", str(nbs), "readme"]) == 0
+    assert main(["--nbs-dir", str(nbs), "readme", "--check"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "README.md is up to date"
+    (nbs.parent / "README.md").write_text((nbs.parent / "README.md").read_text().replace("hi", "ho"))
+    assert main(["--nbs-dir", str(nbs), "readme", "--check"]) == 1
+    assert "differs from line" in capsys.readouterr().err

@@ -289,7 +289,34 @@ def test_zero_shot_bad_input(zs_setup, case):
         "empty class list": (lambda: zero_shot_classifier(model, tok, [], ["a {}."]), ValueError, ("class_names", "empty")),
         "prompt too long": (lambda: zero_shot_classifier(model, tok, ["circle " * 30], ["a {}."]), ValueError, ("max_length=20",)),
         "string instead of list": (lambda: zero_shot_classifier(model, tok, "circle", ["a {}."]), TypeError, ("class_names", "str")),
-        "duplicate class": (lambda: zero_shot_classifier(model, tok, ["circle", "circle"], ["a {}."]), ValueError, ("duplicates",)),
+        "duplicate class": (lambda: zero_shot_classifier(model, tok, ["circle", "circle"], ["a {}."]), ValueError, ("distinct entries",)),
     }[case]
     with pytest.raises(err) as e: call()
     assert all(w.lower() in str(e.value).lower() for w in words), str(e.value)
+
+
+def test_interpolate_pos_encoding_through_clip():
+    "A ViT-tower CLIP runs at another resolution when asked (the error message's advice works on CLIP itself)."
+    torch.manual_seed(0)
+    model = clip.CLIP(tiny_config()).eval()
+    ids, mask = token_batch(2)
+    big = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="interpolate_pos_encoding=True"):
+        model(big, ids, mask)
+    with torch.no_grad():
+        out = model(big, ids, mask, interpolate_pos_encoding=True)
+        pooled = model.visual(big, interpolate_pos_encoding=True).pooled
+        expected = F.normalize(model.visual_projection(pooled), dim=-1)
+        assert torch.equal(model.encode_image(big, normalize=True, interpolate_pos_encoding=True), expected)
+    torch.testing.assert_close(out.image_embeds, expected)
+    small = model(torch.rand(2, 3, 16, 16), ids, mask, interpolate_pos_encoding=True)   # native size: a no-op
+    assert small.logits_per_image.shape == (2, 2)
+
+
+def test_text_tower_mask_given_or_not_agrees():
+    "With a mask of all ones the padding path runs (no data-dependent shortcut) and equals the unmasked result."
+    torch.manual_seed(0)
+    text = clip.TextTransformer(tiny_config().text).eval()
+    ids, _ = token_batch(3, lengths=[8, 8, 8])
+    with torch.no_grad():
+        torch.testing.assert_close(text(ids, torch.ones_like(ids)).pooled, text(ids).pooled, atol=1e-6, rtol=1e-6)

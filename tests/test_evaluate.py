@@ -120,7 +120,7 @@ def test_zero_shot_bad_input(model, tok, case):
         "string instead of list": (lambda: zero_shot_classifier(model, tok, "circle", ["a {}."]), TypeError,
                                    ("class_names", "str")),
         "duplicate class": (lambda: zero_shot_classifier(model, tok, ["circle", "circle"], ["a {}."]), ValueError,
-                            ("duplicates",)),
+                            ("distinct entries", "'circle'")),
         "no images": (lambda: zero_shot_predict(model, imgs[:0], head), ValueError, ("images", "non-empty")),
         "not a dual encoder": (lambda: zero_shot_classifier(nn.Linear(2, 2), tok, ["circle"]), TypeError,
                                ("encode_text", "context_length", "Linear")),
@@ -204,7 +204,7 @@ def test_recall_at_k_matches_sorting(k):
 
 @pytest.mark.parametrize("args,words", [
     ((torch.zeros(2, 3), 1), "positives: needed when N_img != N_txt"),
-    ((torch.zeros(2, 3), 0, [0, 1, 1]), "k: expected an int >= 1, got 0"),
+    ((torch.zeros(2, 3), 0, [0, 1, 1]), "k: expected an int >= 1 and <= 2, got 0"),
     ((torch.zeros(2, 3), 1, [0, 1]), "one image index per caption (3), got 2"),
     ((torch.zeros(2, 3), 1, [0, 0, 0]), "images [1] have none"),
     ((torch.zeros(2, 3), 1, [0, 1, 2]), "image indices < N_img=2, got 2"),

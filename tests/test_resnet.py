@@ -156,7 +156,7 @@ def test_config_round_trip_through_a_checkpoint(tmp_path):
     (dict(block="wide"), ValueError, "ResNetConfig.block: expected one of ['basic', 'bottleneck'], got 'wide'"),
     (dict(layers=(2, 2)), ValueError, "expected one width per stage"),
     (dict(layers=()), TypeError, "ResNetConfig.layers: expected a non-empty sequence of ints"),
-    (dict(widths=(64, 128, 256, -1)), ValueError, "ResNetConfig.widths[3]: expected an int >= 1, got -1"),
+    (dict(widths=(64, 128, 256, -1)), ValueError, "ResNetConfig.widths[3]: expected an int >= 1 and <= 65536, got -1"),
     (dict(num_classes=True), TypeError, "ResNetConfig.num_classes: expected an int"),
     (dict(plain="no"), TypeError, "ResNetConfig.plain: expected True or False, got 'no'"),
     (dict(stem="vit"), ValueError, "ResNetConfig.stem: expected one of ['imagenet', 'cifar'], got 'vit'"),

@@ -112,7 +112,7 @@ def test_sampler_shards_union_to_single_process():
             assert micro == ranks[0].micro_batches(step)[i] + ranks[1].micro_batches(step)[i]
     with pytest.raises(ValueError, match="divisible"):
         GlobalBatchSampler(50, 12, grad_accum_steps=3, num_replicas=8)
-    with pytest.raises(ValueError, match="fewer than one global batch"):
+    with pytest.raises(ValueError, match="num_samples: expected at least one global batch"):
         Trainer(make_model(), mse, Regression(n=4), cfg())
 
 

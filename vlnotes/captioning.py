@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .core import (Config, ModelOutput, check_int, check_float, check_choice, check_shape, check_nonempty,
-                          check_dtype, check_finite, check_same_batch)
+                          check_dtype, check_finite, check_same_batch, check_bool, checking_values)
 from .layers import TransformerEncoder, ACTIVATIONS
 
 # %% auto #0
@@ -38,6 +38,9 @@ def _check_mask(attention_mask: Any, dims: dict, input_ids: torch.Tensor) -> tor
 def check_tokens(input_ids: Any, attention_mask: Any = None, vocab_size: int | None = None,
                  context_length: int | None = None, eos_id: int | None = None) -> torch.Tensor:
     "Validate right-padded token ids `(B, L)` and their 0/1 mask; returns the mask as bool (True = real token)."
+    vocab_size, context_length = (None if v is None else check_int(v, n, low=1) for v, n in
+                                  ((vocab_size, "vocab_size"), (context_length, "context_length")))
+    eos_id = None if eos_id is None else check_int(eos_id, "eos_id", low=0)
     dims = check_shape(input_ids, ("B", "L"), "input_ids")
     if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
         raise ValueError(f"input_ids: expected integer token ids, got dtype {input_ids.dtype}")
@@ -47,6 +50,8 @@ def check_tokens(input_ids: Any, attention_mask: Any = None, vocab_size: int | N
     if context_length is not None and L > context_length:
         raise ValueError(f"input_ids: expected at most context_length={context_length} tokens, got {L}; "
                          f"encode with max_length={context_length} (and truncation=True to cut long texts)")
+    if not checking_values():       # value checks branch on data: skipped inside compiled or traced graphs
+        return torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
     lo, hi = int(input_ids.min()), int(input_ids.max())
     if lo < 0 or (vocab_size is not None and hi >= vocab_size):
         raise ValueError(f"input_ids: expected ids in [0, {vocab_size}) (vocab_size), got ids in [{lo}, {hi}]")
@@ -76,8 +81,9 @@ class CaptionerConfig(Config):
     pad_id: int = 0
 
     def validate(self):
-        for name in ("vocab_size", "context_length", "dim", "depth", "heads"):
+        for name in ("vocab_size", "dim", "depth", "heads"):
             check_int(getattr(self, name), f"CaptionerConfig.{name}", low=1)
+        check_int(self.context_length, "CaptionerConfig.context_length", low=2)   # BOS and one more token
         if self.mlp_dim is None: self.mlp_dim = 4 * self.dim
         if self.context_dim is None: self.context_dim = self.dim
         check_int(self.mlp_dim, "CaptionerConfig.mlp_dim", low=1)
@@ -96,13 +102,16 @@ class CaptionerOutput(ModelOutput):
     loss: torch.Tensor | None = None
 
 # %% ../nbs/foundations/10_captioning.ipynb #13756b77
-def _check_features(image_features: Any, dim: int) -> torch.Tensor:
-    "`(B, N, dim)` or `(B, dim)` float features -> `(B, N, dim)`."
+def _check_features(image_features: Any, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+    "`(B, N, dim)` or `(B, dim)` float features -> `(B, N, dim)`; `dtype`: the model's (autocast aside)."
     if isinstance(image_features, torch.Tensor) and image_features.ndim == 2:
         image_features = image_features[:, None]
     check_shape(image_features, ("B", None, dim), "image_features"); check_nonempty(image_features, "image_features")
     check_dtype(image_features, "float", "image_features"); check_finite(image_features, "image_features")
     if image_features.shape[1] == 0: raise ValueError("image_features: expected at least one image token, got 0")
+    autocast = torch.is_autocast_enabled(image_features.device.type)
+    if dtype is not None and image_features.dtype != dtype and not autocast:
+        raise ValueError(f"image_features: expected dtype {dtype} (the model's parameters), got {image_features.dtype}")
     return image_features
 
 class Captioner(nn.Module):
@@ -122,12 +131,12 @@ class Captioner(nn.Module):
     def forward(self, image_features: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor | None = None, return_loss: bool = False) -> CaptionerOutput:
         "Logits `(B, L, V)` for the next token at every position (and the captioning loss with `return_loss`)."
-        c = self.config
+        c, return_loss = self.config, check_bool(return_loss, "return_loss")
         mask = check_tokens(input_ids, attention_mask, c.vocab_size, c.context_length)
-        context = _check_features(image_features, c.context_dim)
+        context = _check_features(image_features, c.context_dim, self.lm_head.weight.dtype)
         check_same_batch(image_features=context, input_ids=input_ids)
         x = self.token_embedding(input_ids) + self.position_embedding[:input_ids.shape[1]]
-        padding = None if bool(mask.all()) else ~mask
+        padding = ~mask   # always passed: skipping an all-true mask would branch on data (torch.compile)
         h = self.decoder(x, key_padding_mask=padding, causal=True, context=self.context_norm(context))
         logits = self.lm_head(h)
         return CaptionerOutput(logits, caption_loss(logits, input_ids, mask) if return_loss else None)
@@ -136,8 +145,8 @@ class Captioner(nn.Module):
 def _shifted(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: Any) -> tuple:
     "Log-probabilities of the next real tokens: `(B, L-1)` and their 0/1 weights."
     dims = check_shape(logits, ("B", "L", None), "logits"); check_shape(input_ids, ("B", "L"), "input_ids", dims)
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-    check_shape(mask, ("B", "L"), "attention_mask", dims)
+    check_nonempty(logits, "logits"); check_dtype(logits, "float", "logits"); check_finite(logits, "logits")
+    mask = check_tokens(input_ids, attention_mask, vocab_size=logits.shape[-1]).long()
     logp = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:, None])[..., 0]
     return logp, mask[:, 1:].to(logp.dtype)
 
@@ -158,9 +167,10 @@ def caption_loss(logits: torch.Tensor, input_ids: torch.Tensor,
 @torch.no_grad()
 def generate(model: Captioner, image_features: torch.Tensor, max_length: int | None = None) -> dict:
     "Greedy captions: `input_ids` `(B, L)` from `bos_id` to `eos_id` (or cut at `max_length`) and `attention_mask`."
+    if not isinstance(model, Captioner): raise TypeError(f"model: expected a Captioner, got {type(model).__name__}")
     c = model.config
     max_length = c.context_length if max_length is None else check_int(max_length, "max_length", 2, c.context_length)
-    feats = _check_features(image_features, c.context_dim)
+    feats = _check_features(image_features, c.context_dim, model.lm_head.weight.dtype)
     B, dev = feats.shape[0], feats.device
     ids = torch.full((B, 1), c.bos_id, dtype=torch.long, device=dev)
     mask, done = torch.ones_like(ids), torch.zeros(B, dtype=torch.bool, device=dev)

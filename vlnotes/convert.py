@@ -25,20 +25,45 @@ def _check_rule(rule: Any) -> tuple:
           and (isinstance(rule[1], str) or callable(rule[1])) and (len(rule) == 2 or callable(rule[2])))
     if not ok:
         raise TypeError(f"rules: expected (pattern: str, replacement: str, [fn]) tuples, got {rule!r}")
+    try: re.compile(rule[0]); re.sub(rule[0], rule[1], "") if isinstance(rule[1], str) else None
+    except re.error as e:
+        raise ValueError(f"rules: expected a valid regex rule, got {rule[:2]!r} ({e})") from None
     return rule
+
+def _check_state(state: Any, source: str):
+    "A mapping of string keys to tensors."
+    if not isinstance(state, Mapping): raise TypeError(f"{source}: expected a state dict, got {type(state).__name__}")
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad: raise TypeError(f"{source}: expected string keys with tensor values, got {bad[0]!r}: "
+                            f"{type(state[bad[0]]).__name__}")
+
+def _apply(fn, value: torch.Tensor, key: str, source: str) -> torch.Tensor:
+    "A rule's transform of the tensor of `key`; its errors name the key."
+    try: out = fn(value)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"{source}: the rule's transform failed on {key!r} of shape {tuple(value.shape)}: "
+                         f"{e}") from None
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{source}: expected the rule's transform of {key!r} to return a tensor, "
+                        f"got {type(out).__name__}")
+    return out
 
 def rename_state_dict(state: Mapping[str, torch.Tensor], rules: Sequence[Rule], source: str = "checkpoint") -> dict:
     "Rename each key by the first rule whose regex matches it (transforming the tensor); unmatched keys raise."
+    _check_state(state, source)
+    if isinstance(rules, (str, bytes, Mapping)) or not isinstance(rules, Sequence):
+        raise TypeError(f"rules: expected a list of (pattern, replacement[, fn]) tuples, got {type(rules).__name__}")
     rules = [_check_rule(r) for r in rules]
     out, unmapped, origin = {}, [], {}
     for key, value in state.items():
         for pattern, repl, *fn in rules:
             if re.match(pattern, key):
                 new = re.sub(pattern, repl, key, count=1)
+                if fn: value = _apply(fn[0], value, key, source)
                 if new in origin:
                     raise ValueError(f"{source}: expected distinct target names, got {origin[new]!r} and {key!r} "
                                      f"both renamed to {new!r}")
-                origin[new], out[new] = key, fn[0](value) if fn else value
+                origin[new], out[new] = key, value
                 break
         else: unmapped.append(key)
     if unmapped:
@@ -49,13 +74,18 @@ def rename_state_dict(state: Mapping[str, torch.Tensor], rules: Sequence[Rule], 
 # %% ../nbs/foundations/02_convert.ipynb #b15e68c4
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> nn.Module:
     "Load `state` into `module` requiring the same keys and shapes; a `ValueError` lists what differs."
+    if not isinstance(module, nn.Module): raise TypeError(f"module: expected an nn.Module, got {type(module).__name__}")
+    _check_state(state, source)
     own = module.state_dict()
     missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
     shapes = [f"{k}: expected {tuple(own[k].shape)}, got {tuple(v.shape)}" for k, v in state.items()
               if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
+    dtypes = [f"{k}: expected {own[k].dtype}, got {v.dtype}" for k, v in state.items()  # int into float: a wrong key?
+              if k in own and own[k].is_floating_point() != v.is_floating_point()]
+    if missing or unexpected or shapes or dtypes:
         parts = [f"{n} ({len(xs)}): {xs[:6]}" for n, xs in (("missing", missing), ("unexpected", unexpected),
-                                                            ("shape mismatches", shapes)) if xs]
+                                                            ("shape mismatches", shapes), ("dtype mismatches", dtypes))
+                 if xs]
         raise ValueError(f"{source} does not match {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(state, strict=True)
     return module
@@ -92,7 +122,9 @@ def _diffs(a: Any, b: Any, path: str, out: dict):
         for i, (x, y) in enumerate(zip(a, b)): _diffs(x, y, f"{path}[{i}]", out)
         return
     if isinstance(a, str) or isinstance(b, str): raise TypeError(f"{path}: expected tensors or numbers, got a string")
-    x, y = (torch.as_tensor(v).detach().to("cpu", torch.float64) for v in (a, b))
+    try: x, y = (torch.as_tensor(v).detach().to("cpu", torch.float64) for v in (a, b))
+    except (TypeError, RuntimeError, ValueError):
+        raise TypeError(f"{path}: expected tensors or numbers, got {type(a).__name__} and {type(b).__name__}") from None
     if x.shape != y.shape: raise ValueError(f"{path}: expected equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
     out[path] = (x - y).abs().max().item() if x.numel() else 0.0
 

@@ -6,7 +6,8 @@ Docs: https://vlnotes.github.io/vlnotes/foundations/core.html.md"""
 
 # %% ../nbs/foundations/00_core.ipynb #b2e91c2c
 from __future__ import annotations
-import ast, datetime, json, math, operator, os, random, re
+import ast, datetime, json, math, operator, os, random, re, string, tempfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -19,14 +20,17 @@ from fastcore.basics import patch
 from torch import nn
 
 # %% auto #0
-__all__ = ['REPRODUCED', 'NOT_REPRODUCED', 'find_project_root', 'Settings', 'get_settings', 'seed_everything', 'default_device',
-           'check_int', 'check_float', 'check_bool', 'check_pair', 'check_choice', 'check_shape', 'check_nonempty',
-           'check_dtype', 'checking_values', 'check_finite', 'check_range', 'check_images', 'check_same_batch',
-           'check_index', 'Config', 'ModelOutput', 'num_params', 'SeedStats', 'seed_stats', 'evaluate_expectation',
-           'Claim', 'check_paper_id', 'ClaimRegistry', 'load_claims', 'Markdown', 'claims_markdown']
+__all__ = ['REPRODUCED', 'NOT_REPRODUCED', 'find_project_root', 'env_flag', 'Settings', 'get_settings', 'seed_everything',
+           'default_device', 'check_int', 'check_float', 'check_bool', 'check_pair', 'check_choice', 'check_str',
+           'check_strings', 'check_path', 'check_dir', 'check_writable_dir', 'check_shape', 'check_tensor',
+           'check_nonempty', 'check_dtype', 'checking_values', 'check_finite', 'check_range', 'check_images',
+           'check_same_batch', 'check_index', 'Config', 'ModelOutput', 'num_params', 'SeedStats', 'seed_stats',
+           'evaluate_expectation', 'Claim', 'check_paper_id', 'ClaimRegistry', 'load_claims', 'Markdown',
+           'claims_markdown']
 
 # %% ../nbs/foundations/00_core.ipynb #d2165bfa
-_TRUE = {"1", "true", "yes", "on"}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+_SEED_MAX = 2**63 - 1           # the largest seed every generator (torch's is a signed 64-bit int) accepts
 
 def find_project_root(start: Path | None = None) -> Path | None:
     "The nearest parent of `start` (default: cwd) holding vlnotes' `pyproject.toml`, or `None`."
@@ -38,8 +42,23 @@ def find_project_root(start: Path | None = None) -> Path | None:
 
 def _env_seed() -> int:
     raw = os.environ.get("VLNOTES_SEED", "0").strip()
-    if not raw.isdigit(): raise ValueError(f"VLNOTES_SEED: expected a non-negative integer, got {raw!r}")
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or int(raw) > _SEED_MAX:
+        raise ValueError(f"VLNOTES_SEED: expected an integer in [0, {_SEED_MAX}], got {raw!r}")
     return int(raw)
+
+def env_flag(name: str, default: str = "0") -> bool:
+    "An on/off environment variable; anything else raises (a typo must not silently mean 'off')."
+    raw = os.environ.get(name, default)
+    if raw.strip().lower() not in _TRUE | _FALSE:
+        raise ValueError(f"{name}: expected one of {sorted(_TRUE)} (on) or {sorted(_FALSE)} (off), got {raw!r}")
+    return raw.strip().lower() in _TRUE
+
+def _env_dir(name: str, default: Path) -> Path:
+    "A directory from the environment; an empty value raises instead of meaning the current directory."
+    raw = os.environ.get(name)
+    if raw is None: return Path(default)
+    if not raw.strip(): raise ValueError(f"{name}: expected a directory path, got an empty string {raw!r}")
+    return Path(raw)
 
 # %% ../nbs/foundations/00_core.ipynb #9b98023f
 @dataclass
@@ -50,14 +69,13 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "vlnotes")
     seed: int = 0
 
+
     @classmethod
     def from_env(cls) -> "Settings":
         root = find_project_root()
         default_results = (root / "results") if root else Path.cwd() / "vlnotes-results"
-        return cls(quick=os.environ.get("VLNOTES_QUICK", "0").strip().lower() in _TRUE,
-                   results_dir=Path(os.environ.get("VLNOTES_RESULTS_DIR", default_results)),
-                   cache_dir=Path(os.environ.get("VLNOTES_CACHE_DIR", Path.home() / ".cache" / "vlnotes")),
-                   seed=_env_seed())
+        return cls(quick=env_flag("VLNOTES_QUICK"), results_dir=_env_dir("VLNOTES_RESULTS_DIR", default_results),
+                   cache_dir=_env_dir("VLNOTES_CACHE_DIR", Path.home() / ".cache" / "vlnotes"), seed=_env_seed())
 
     @property
     def mode(self) -> str: return "quick" if self.quick else "full"
@@ -80,7 +98,7 @@ def get_settings() -> Settings:
 # %% ../nbs/foundations/00_core.ipynb #83b90c07
 def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
     "Seed `random`, NumPy and torch (all devices); optionally force deterministic kernels."
-    seed = check_int(seed, "seed", low=0)
+    seed, deterministic = check_int(seed, "seed", 0, _SEED_MAX), check_bool(deterministic, "deterministic")
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -118,7 +136,8 @@ def check_float(value: Any, name: str, low: float | None = None, high: float | N
     b = _bounds(low, high, low_inclusive, high_inclusive)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number{' ' + b if b else ''}, got {type(value).__name__} {value!r}")
-    v = float(value)
+    try: v = float(value)
+    except OverflowError: v = math.inf                   # an int too large for a float is no finite number
     ok = math.isfinite(v) and (low is None or (v >= low if low_inclusive else v > low)) \
         and (high is None or (v <= high if high_inclusive else v < high))
     if not ok: raise ValueError(f"{name}: expected a finite number{' ' + b if b else ''}, got {value!r}")
@@ -143,6 +162,57 @@ def check_choice(value: Any, options: Iterable, name: str = "value") -> Any:
     if value not in options: raise ValueError(f"{name}: expected one of {options}, got {value!r}")
     return value
 
+# %% ../nbs/foundations/00_core.ipynb #f9f3894a
+def check_str(value: Any, name: str, allow_empty: bool = False) -> str:
+    "`value` if it is a string (non-blank unless `allow_empty`); numbers and `None` are not turned into text."
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a string, got {type(value).__name__} {value!r:.80}")
+    if not allow_empty and not value.strip(): raise ValueError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+def check_strings(values: Any, name: str, allow_empty: bool = False, nonempty: bool = False,
+                  distinct: bool = False) -> list[str]:
+    """A list or tuple of strings as a list; a bare string is refused (it would be iterated letter by letter).
+    `allow_empty`: items may be blank; `nonempty`: at least one item; `distinct`: no item twice."""
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of strings, got {type(values).__name__} {values!r:.80}")
+    if nonempty and not values: raise ValueError(f"{name}: expected at least one string, got an empty list")
+    out = [check_str(v, f"{name}[{k}]", allow_empty) for k, v in enumerate(values)]
+    twice = [v for v, n in Counter(out).items() if n > 1] if distinct else []
+    if twice: raise ValueError(f"{name}: expected distinct entries, got {twice[:5]} more than once")
+    return out
+
+def check_path(value: Any, name: str) -> Path:
+    "`value` (a non-blank `str` or `os.PathLike`) as a `Path`; numbers, `None` and `''` (the current folder) raise."
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+        raise TypeError(f"{name}: expected a path (str or os.PathLike), got {type(value).__name__} {value!r:.80}")
+    if not os.fspath(value).strip(): raise ValueError(f"{name}: expected a non-empty path, got {os.fspath(value)!r}")
+    return Path(value)
+
+def check_dir(value: Any, name: str, must_exist: bool = True) -> Path:
+    "`value` as a folder path: one that exists (with `must_exist=False` also one that does not yet), never a file."
+    path = check_path(value, name)
+    if path.is_dir() or not (must_exist or path.exists()): return path
+    if path.exists(): raise ValueError(f"{name}: expected a folder, got {path}, which is a file")
+    raise FileNotFoundError(f"{name}: expected a folder, got {path}, which does not exist")
+
+def check_writable_dir(value: Any, name: str, create: bool = False) -> Path:
+    """`value` as a folder this process can write into: one that exists or can be made (`create=True` makes it).
+    A file at or above it raises `ValueError`, missing write permission `PermissionError` (tried with a file)."""
+    path = check_path(value, name)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path.cwd())
+    if not existing.is_dir():
+        where = "which is a file" if existing == path else f"below the file {existing}"
+        raise ValueError(f"{name}: expected a folder to write into, got {path}, {where}")
+    try:
+        if create: path.mkdir(parents=True, exist_ok=True); existing = path
+        with tempfile.TemporaryFile(dir=existing): pass
+    except OSError as e:
+        raise PermissionError(f"{name}: expected a writable folder, got {path} "
+                              f"({existing}: {e.strerror or type(e).__name__})") from None
+    return path
+
+
 # %% ../nbs/foundations/00_core.ipynb #ee7ee652
 def _fmt_spec(spec: Sequence) -> str: return "(" + ", ".join("*" if s is None else str(s) for s in spec) + ")"
 
@@ -166,14 +236,28 @@ def check_shape(x: Any, spec: Sequence, name: str = "input", dims: dict | None =
                              f"(shape {tuple(x.shape)})")
     return dims
 
+def check_tensor(x: Any, name: str = "input", ndim: int | None = None,
+                 dtype: str | Iterable[torch.dtype] | None = None) -> torch.Tensor:
+    "Raise unless `x` is a tensor (with `ndim` dimensions and a `dtype` as `check_dtype` takes it, when given)."
+    want = " ".join(s for s in (f"{ndim}-d" if ndim is not None else "", dtype if isinstance(dtype, str) else "") if s)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a {want + ' ' if want else ''}torch.Tensor, got {type(x).__name__}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-d tensor, got shape {tuple(x.shape)}")
+    if dtype is not None: check_dtype(x, dtype, name)
+    return x
+
 def check_nonempty(x: torch.Tensor, name: str = "input"):
-    "Raise if the batch dimension of `x` is empty."
+    "Raise if the batch dimension of `x` is empty (or `x` is not a batch: not a tensor, or 0-d)."
+    check_tensor(x, name)
+    if x.ndim == 0: raise ValueError(f"{name}: expected a batch (a tensor of at least 1 dimension), got a 0-d tensor")
     if x.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch, got batch size 0 (shape {tuple(x.shape)})")
 
 # %% ../nbs/foundations/00_core.ipynb #d62f7046
 def check_dtype(x: torch.Tensor, allowed: str | Iterable[torch.dtype], name: str = "input"):
     "`allowed` is `'float'`, `'int'`, `'bool'` or an iterable of dtypes."
+    check_tensor(x, name)
     families = {"float": x.is_floating_point(), "bool": x.dtype == torch.bool,
                 "int": not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool}
     ok = families.get(allowed) if isinstance(allowed, str) else x.dtype in tuple(allowed)
@@ -188,13 +272,17 @@ def checking_values() -> bool:
 
 def check_finite(x: torch.Tensor, name: str = "input"):
     "Raise if `x` holds NaN or inf (skipped inside a compiled or traced graph, see `checking_values`)."
+    check_tensor(x, name)
     if checking_values() and x.is_floating_point() and not torch.isfinite(x).all():
         n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
         raise ValueError(f"{name}: expected finite values, got {n_nan} NaN and {n_inf} inf entries")
 
 def check_range(x: torch.Tensor, low: float | None = None, high: float | None = None, name: str = "input"):
-    "Raise if any value of `x` lies outside `[low, high]` (skipped inside a compiled or traced graph)."
-    if not checking_values(): return
+    "Raise if any value of `x` is NaN or lies outside `[low, high]` (skipped inside a compiled or traced graph)."
+    check_tensor(x, name)
+    if not checking_values() or x.numel() == 0: return
+    if x.is_floating_point() and bool(torch.isnan(x).any()):     # NaN fails no comparison: test it on its own
+        raise ValueError(f"{name}: expected values in [{low}, {high}], got {int(torch.isnan(x).sum())} NaN entries")
     lo, hi = x.min().item(), x.max().item()
     if (low is not None and lo < low) or (high is not None and hi > high):
         raise ValueError(f"{name}: expected values in [{low}, {high}], got values in [{lo:.4g}, {hi:.4g}]")
@@ -221,12 +309,22 @@ def check_images(x: Any, channels: int | None = 3, size: int | tuple[int, int] |
 # %% ../nbs/foundations/00_core.ipynb #5cc9a55e
 def check_same_batch(**tensors) -> int:
     "Raise unless all given tensors/sequences share one batch size; return it."
-    sizes = {k: (v.shape[0] if isinstance(v, torch.Tensor) else len(v)) for k, v in tensors.items()}
+    if not tensors: raise TypeError("check_same_batch: expected at least one named tensor or sequence, got none")
+    sizes = {k: _batch_size(v, k) for k, v in tensors.items()}
     first = next(iter(sizes.values()))
     # compared pairwise, not in a set: under jit tracing sizes are tensors, which hash by identity
     if not torch.jit.is_tracing() and any(s != first for s in sizes.values()):
         raise ValueError(f"mismatched batch sizes: expected equal sizes, got {sizes}")
     return first
+
+def _batch_size(v: Any, name: str) -> int:
+    if isinstance(v, torch.Tensor):
+        if v.ndim == 0:
+            raise ValueError(f"{name}: expected a batch (a tensor of at least 1 dimension), got a 0-d tensor")
+        return v.shape[0]
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
+        raise TypeError(f"{name}: expected a batch (a tensor or a sequence), got {type(v).__name__}")
+    return len(v)
 
 def check_index(index: Any, length: int | None, name: str = "index") -> int:
     "Raise unless `index` is an int in `[0, length)` (`length=None`: unbounded)."
@@ -255,9 +353,15 @@ def _field(cls, name: str): return next(f for f in fields(cls) if f.name == name
 # %% ../nbs/foundations/00_core.ipynb #c3527ece
 def _nested(cls, f, value: Any) -> Any:
     "A dict for a config-typed field becomes that config (class from its `type` key, else the default's class)."
+    default = _field_default(f)
+    if isinstance(default, Config) and not isinstance(value, (Mapping, Config)):
+        raise TypeError(f"{cls.__name__}.{f.name}: expected a config or a dict of its fields, "
+                        f"got {type(value).__name__}")
     if not isinstance(value, Mapping): return value
-    default, kind = _field_default(f), value.get("type")
+    kind = value.get("type")
     if kind is None and not isinstance(default, Config): return value
+    if kind is not None and not isinstance(kind, str):
+        raise TypeError(f"{cls.__name__}.{f.name}: expected a config class name under 'type', got {kind!r}")
     target = Config.registry.get(kind) if kind is not None else type(default)
     if target is None: raise ValueError(f"{cls.__name__}.{f.name}: unknown config type {kind!r}; "
                                         f"expected one of {sorted(Config.registry)}")
@@ -323,6 +427,7 @@ class ModelOutput(Mapping):
 def num_params(model: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters (optionally only those with `requires_grad`); shared (tied) tensors count once."
     if not isinstance(model, nn.Module): raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    trainable_only = check_bool(trainable_only, "trainable_only")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 # %% ../nbs/foundations/00_core.ipynb #80a7ad92
@@ -334,12 +439,21 @@ class SeedStats:
     n: int
     values: tuple[float, ...]
 
+    def __post_init__(self):
+        n = check_int(self.n, "SeedStats.n", low=1)
+        if not isinstance(self.values, tuple) or len(self.values) != n:
+            raise ValueError(f"SeedStats.values: expected a tuple of n={n} values, got {self.values!r}")
+        for i, v in enumerate(self.values): check_float(v, f"SeedStats.values[{i}]")
+        check_float(self.mean, "SeedStats.mean"); check_float(self.std, "SeedStats.std", low=0)
+
     def __str__(self) -> str: return f"{self.mean:.4g} ± {self.std:.2g} (n={self.n})"
     def to_dict(self) -> dict: return {"mean": self.mean, "std": self.std, "n": self.n, "values": list(self.values)}
 
 def seed_stats(values: Iterable[float]) -> SeedStats:
-    "Summarise one measurement over seeds; values must be finite numbers."
-    vals = tuple(check_float(v.item() if isinstance(v, torch.Tensor) else v, f"values[{i}]")
+    "Summarise one measurement over seeds; values must be finite numbers (one-element tensors are read as numbers)."
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise TypeError(f"values: expected a sequence of numbers (one per seed), got {type(values).__name__}")
+    vals = tuple(check_float(v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v, f"values[{i}]")
                  for i, v in enumerate(values))
     if not vals: raise ValueError("values: expected at least one measurement, got none")
     mean = sum(vals) / len(vals)
@@ -347,8 +461,12 @@ def seed_stats(values: Iterable[float]) -> SeedStats:
     return SeedStats(mean, std, len(vals), vals)
 
 # %% ../nbs/foundations/00_core.ipynb #7971ada5
+def _power(a: Any, b: Any) -> Any:
+    "Powers of plain ints in floats: `10 ** 10 ** 10` overflows at once instead of computing a huge int for minutes."
+    return (float(a) if isinstance(a, int) and isinstance(b, int) else a) ** b
+
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.Pow: operator.pow}
+           ast.Pow: _power}
 _CMPOPS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
            ast.Eq: operator.eq, ast.NotEq: operator.ne}
 _FUNCS = {"abs": abs, "min": min, "max": max, "all": all, "any": any, "len": len}
@@ -378,28 +496,51 @@ def evaluate_expectation(expr: str, names: Mapping[str, Any]) -> Any:
             return all(vals) if isinstance(n.op, ast.And) else any(vals)
         if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.Not, ast.USub)):
             return (not ev(n.operand)) if isinstance(n.op, ast.Not) else -ev(n.operand)
-        if isinstance(n, ast.BinOp) and type(n.op) in _BINOPS: return _BINOPS[type(n.op)](ev(n.left), ev(n.right))
+        if isinstance(n, ast.BinOp) and type(n.op) in _BINOPS:
+            left, right = ev(n.left), ev(n.right)
+            if any(isinstance(v, (str, bytes, list, tuple, Mapping)) for v in (left, right)):   # `[0] * 10**12`
+                raise ValueError(f"expect: arithmetic takes numbers, not lists or strings ({expr!r})")
+            return _BINOPS[type(n.op)](left, right)
         if isinstance(n, ast.Compare) and all(type(o) in _CMPOPS for o in n.ops): return _compare(n, ev)
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _FUNCS and not n.keywords:
             return _FUNCS[n.func.id](*[ev(a) for a in n.args])
         if isinstance(n, (ast.List, ast.Tuple)): return [ev(e) for e in n.elts]
         raise ValueError(f"expect: {type(n).__name__} is not allowed in a claim expectation ({expr!r})")
     try: tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError as e: raise ValueError(f"expect: not a valid expression: {expr!r} ({e.msg})") from None
-    return ev(tree)
+    except (SyntaxError, RecursionError, MemoryError) as e:
+        raise ValueError(f"expect: expected a valid expression, got {expr!r} ({getattr(e, 'msg', type(e).__name__)})") \
+            from None
+    try: return ev(tree)
+    except (TypeError, ArithmeticError, AttributeError, RecursionError, RuntimeError) as e:
+        raise ValueError(f"expect: could not evaluate {expr!r} over the measured values ({type(e).__name__}: {e})") \
+            from None
 
 # %% ../nbs/foundations/00_core.ipynb #2489d3e1
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 
-def _jsonable(v: Any) -> Any:
-    "Turn tensors, NumPy values, seed statistics and nested containers into plain JSON values."
-    if isinstance(v, SeedStats): return _jsonable(v.to_dict())
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+def _jsonable(v: Any, where: str = "measured") -> Any:
+    """Strict-JSON copy of a measured value: tensors and arrays become (lists of) numbers, seed statistics dicts,
+    non-finite floats the strings "nan"/"inf"/"-inf"; anything else (a module, an object) raises."""
+    if isinstance(v, SeedStats): return _jsonable(v.to_dict(), where)
     if isinstance(v, torch.Tensor): v = v.detach().cpu().tolist()
     if isinstance(v, np.ndarray): v = v.tolist()
     if isinstance(v, (np.floating, np.integer, np.bool_)): v = v.item()
-    if isinstance(v, float): return round(v, 6)
-    if isinstance(v, Mapping): return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_jsonable(x) for x in v]
+    if isinstance(v, float): return round(v, 6) if math.isfinite(v) else str(v)
+    if v is None or isinstance(v, (bool, int, str)): return v
+    if isinstance(v, Mapping): return {str(k): _jsonable(x, f"{where}[{k!r}]") for k, x in v.items()}
+    if isinstance(v, (list, tuple)): return [_jsonable(x, f"{where}[{i}]") for i, x in enumerate(v)]
+    raise TypeError(f"{where}: expected numbers, strings, tensors, arrays, seed statistics or lists/dicts of them, "
+                    f"got {type(v).__name__}")
+
+def _restore(v: Any) -> Any:
+    "Inverse of `_jsonable` for reading: 'nan'/'inf'/'-inf' back to floats, seed statistics back to `SeedStats`."
+    if isinstance(v, str): return _NON_FINITE.get(v, v)
+    if isinstance(v, list): return [_restore(x) for x in v]
+    if isinstance(v, Mapping):
+        if set(v) == {"mean", "std", "n", "values"}: return SeedStats(v["mean"], v["std"], v["n"], tuple(v["values"]))
+        return {k: _restore(x) for k, x in v.items()}
     return v
 
 def _fmt(v: Any) -> str:
@@ -426,12 +567,8 @@ class Claim:
         return ", ".join(items[:max_items]) + (", ..." if len(items) > max_items else "")
 
     def values(self) -> dict:
-        "Measured values with seed statistics as `SeedStats` (what expectations and prose read)."
-        def back(v):
-            if isinstance(v, Mapping) and set(v) == {"mean", "std", "n", "values"}:
-                return SeedStats(v["mean"], v["std"], v["n"], tuple(v["values"]))
-            return v
-        return {k: back(v) for k, v in self.measured.items()}
+        "Measured values, seed statistics as `SeedStats` and 'nan'/'inf' as floats (what expectations and prose read)."
+        return {k: _restore(v) for k, v in self.measured.items()}
 
 # %% ../nbs/foundations/00_core.ipynb #496ed588
 _PAPER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -443,15 +580,31 @@ def check_paper_id(paper: Any) -> str:
                          f"got {paper!r}")
     return paper
 
+_CLAIM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
 def _claims_file(results_dir: Path, paper: str) -> Path:
     return Path(results_dir) / "claims" / f"{check_paper_id(paper)}.json"
 
+def _results_dir(results_dir: Any) -> Path:
+    return get_settings().results_dir if results_dir is None else check_path(results_dir, "results_dir")
+
 # %% ../nbs/foundations/00_core.ipynb #f06af993
+def _check_measured(measured: Any, where: str) -> dict:
+    "A non-empty mapping with string keys (the names an expectation reads), as a plain dict."
+    if not isinstance(measured, Mapping) or not measured:
+        raise ValueError(f"{where}: measured: expected a non-empty mapping of named values, got {measured!r:.60}")
+    bad = [k for k in measured if not isinstance(k, str) or not k.isidentifier()]
+    if bad: raise ValueError(f"{where}: measured: expected names usable in `expect` (identifiers), got keys {bad[:5]}")
+    return dict(measured)
+
 class ClaimRegistry:
     "Records a paper's claims with measured values and verdicts; persists them as JSON."
     def __init__(self, paper: str, results_dir: Path | str | None = None, settings: Settings | None = None):
+        if settings is not None and not isinstance(settings, Settings):
+            raise TypeError(f"settings: expected a Settings (or None), got {type(settings).__name__}")
         self.settings = settings or get_settings()
-        self.paper, self.results_dir = check_paper_id(paper), Path(results_dir or self.settings.results_dir)
+        self.paper = check_paper_id(paper)
+        self.results_dir = self.settings.results_dir if results_dir is None else _results_dir(results_dir)
         self.claims: dict[str, Claim] = {}
 
     @property
@@ -459,35 +612,57 @@ class ClaimRegistry:
 
     def check(self, claim_id: str, statement: str, measured: Mapping[str, Any], expect: str, note: str = "") -> Claim:
         "Record claim `claim_id`: the verdict is the value of the expression `expect` over `measured`."
-        if not isinstance(measured, Mapping) or not measured:
-            raise ValueError(f"claim {claim_id}: measured must be a non-empty mapping of named values, "
-                             f"got {measured!r}")
-        holds = evaluate_expectation(expect, measured)
-        if isinstance(holds, torch.Tensor): holds = holds.item()
+        if not isinstance(claim_id, str) or not _CLAIM_ID.match(claim_id):
+            raise ValueError(f"claim_id: expected a short id like 'C1' ([A-Za-z0-9_-], at most 64), got {claim_id!r}")
+        where = f"claim {claim_id}"
+        check_str(statement, f"{where}: statement"); check_str(note, f"{where}: note", allow_empty=True)
+        measured = _check_measured(measured, where)
+        try: holds = evaluate_expectation(expect, measured)
+        except ValueError as e: raise ValueError(f"{where}: {e}") from None
+        if isinstance(holds, torch.Tensor) and holds.numel() == 1: holds = holds.item()
         if not isinstance(holds, (bool, np.bool_)):
-            raise TypeError(f"claim {claim_id}: expect must evaluate to a bool, "
-                            f"got {type(holds).__name__} from {expect!r}")
-        claim = Claim(self.paper, claim_id, statement, _jsonable(dict(measured)), expect,
+            raise TypeError(f"{where}: expect must evaluate to a bool, got {type(holds).__name__} from {expect!r}")
+        claim = Claim(self.paper, claim_id, statement, _jsonable(measured, f"{where}: measured"), expect,
                       REPRODUCED if holds else NOT_REPRODUCED, note, self.settings.mode,
                       datetime.datetime.now().isoformat(timespec="seconds"))
-        self.claims[claim_id] = claim
-        self.save()
+        previous, self.claims[claim_id] = self.claims.get(claim_id), claim
+        try: self.save()
+        except BaseException:                  # keep memory and file in step: a claim not saved is not recorded
+            if previous is None: del self.claims[claim_id]
+            else: self.claims[claim_id] = previous
+            raise
         return claim
 
 # %% ../nbs/foundations/00_core.ipynb #a93ab305
 @patch
 def save(self: ClaimRegistry) -> Path:
     "Write the claims to `results_dir/claims/<paper>.json` (merged with claims recorded earlier in the file)."
-    self.path.parent.mkdir(parents=True, exist_ok=True)
     old = {c.claim_id: c for c in load_claims(self.results_dir, self.paper)}
     old.update(self.claims)
     data = [asdict(c) for c in sorted(old.values(), key=lambda c: c.claim_id)]
-    tmp = self.path.with_suffix(".tmp"); tmp.write_text(json.dumps(data, indent=1)); tmp.replace(self.path)
+    text = json.dumps(data, indent=1, allow_nan=False)          # strict JSON: non-finite values are strings already
+    try:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp"); tmp.write_text(text); tmp.replace(self.path)
+    except PermissionError as e:
+        raise PermissionError(f"claims file {self.path}: expected a writable results_dir, got permission denied "
+                              f"on {e.filename}") from None
     return self.path
+
+_MD_FIELD = re.compile(r"^[A-Za-z0-9_-]+\[[^\[\]]+\](\.(mean|std|n))?$")
+
+def _check_fields(text: str):
+    "Only `{C1[key]}`, `{C1[key].mean}` (`.std`, `.n`) fields: format strings can reach any attribute otherwise."
+    try: parts = list(string.Formatter().parse(text))
+    except ValueError as e: raise ValueError(f"markdown: expected a valid format string, got {e}") from None
+    for _, name, spec, _ in parts:
+        if name is not None and (not _MD_FIELD.match(name) or "{" in (spec or "")):
+            raise ValueError(f"markdown: expected fields like {{C1[key]:.3f}} or {{C1[acc].mean}}, got {{{name}}}")
 
 @patch
 def markdown(self: ClaimRegistry, text: str) -> "Markdown":
     "`text` with `{C1[key]:.3f}`-style fields filled from the recorded claims (`{C1[verdict]}` is the verdict)."
+    _check_fields(check_str(text, "text", allow_empty=True))
     values = {cid: {**c.values(), "verdict": c.verdict} for cid, c in self.claims.items()}
     try: return Markdown(text.format_map(values))
     except KeyError as e: raise KeyError(f"markdown: {e} is not a recorded claim or measured key "
@@ -503,20 +678,57 @@ def _repr_markdown_(self: ClaimRegistry) -> str:
     return claims_markdown(list(self.claims.values()), with_paper=False).data
 
 # %% ../nbs/foundations/00_core.ipynb #29b71e96
+_CLAIM_FIELDS = {"paper": str, "claim_id": str, "statement": str, "measured": Mapping, "expectation": str,
+                 "verdict": str, "note": str, "mode": str, "recorded_at": str}
+_CLAIM_REQUIRED = ("paper", "claim_id", "statement", "measured", "expectation", "verdict")
+_CLAIM_CHOICES = {"verdict": (REPRODUCED, NOT_REPRODUCED), "mode": ("quick", "full")}
+
+def _reject_constant(name: str):
+    raise ValueError(f"bare {name} (not strict JSON)")
+
+def _claim_from_row(f: Path, paper: str, i: int, row: Any) -> Claim:
+    "One claim of claims file `f` (of `paper`), schema-checked: a `ValueError` names the file, the claim and the key."
+    if not isinstance(row, Mapping):
+        raise ValueError(f"claims file {f}: entry {i}: expected a JSON object (a claim), got {type(row).__name__}")
+    where = f"claims file {f}: claim {row.get('claim_id', f'#{i}')!r}"
+    missing = [k for k in _CLAIM_REQUIRED if k not in row]
+    if missing: raise ValueError(f"{where}: missing key {missing[0]!r}; expected keys {list(_CLAIM_REQUIRED)}, "
+                                 f"got {sorted(row)}")
+    unknown = sorted(set(row) - set(_CLAIM_FIELDS))
+    if unknown: raise ValueError(f"{where}: unknown key {unknown[0]!r}; expected a subset of {list(_CLAIM_FIELDS)}")
+    for key, kind in _CLAIM_FIELDS.items():
+        if key in row and not isinstance(row[key], kind):
+            raise ValueError(f"{where}: key {key!r}: expected {'an object' if kind is Mapping else 'a string'}, "
+                             f"got {type(row[key]).__name__} {row[key]!r:.40}")
+    for key, options in _CLAIM_CHOICES.items():
+        if key in row and row[key] not in options:
+            raise ValueError(f"{where}: key {key!r}: expected one of {list(options)}, got {row[key]!r:.40}")
+    if row["paper"] != paper:
+        raise ValueError(f"{where}: key 'paper': expected {paper!r} (the file's name), got {row['paper']!r:.40}")
+    if not _CLAIM_ID.match(row["claim_id"]):
+        raise ValueError(f"{where}: key 'claim_id': expected an id like 'C1' ([A-Za-z0-9_-]), got {row['claim_id']!r}")
+    return Claim(**row)
+
+def _read_claims(f: Path) -> list[Claim]:
+    "The claims of one claims file `<paper>.json`; a truncated or malformed file raises a `ValueError` naming it."
+    if not _PAPER_ID.match(f.stem):
+        raise ValueError(f"claims file {f}: expected a name <paper id>.json ([a-z0-9_-]), got {f.name!r}")
+    try: rows = json.loads(f.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except IsADirectoryError: raise ValueError(f"claims file {f}: expected a file, got a directory") from None
+    except ValueError as e:                    # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"claims file {f}: expected valid strict JSON (UTF-8), got {type(e).__name__}: {e}") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"claims file {f}: expected a JSON list of claim objects, got {type(rows).__name__}")
+    claims = [_claim_from_row(f, f.stem, i, r) for i, r in enumerate(rows)]
+    dup = sorted({c.claim_id for c in claims if sum(d.claim_id == c.claim_id for d in claims) > 1})
+    if dup: raise ValueError(f"claims file {f}: key 'claim_id': expected distinct ids, got duplicates {dup[:5]}")
+    return claims
+
 def load_claims(results_dir: Path | str | None = None, paper: str | None = None) -> list[Claim]:
-    "All recorded claims under `results_dir` (optionally one paper's), sorted by paper and id."
-    d = Path(results_dir or get_settings().results_dir) / "claims"
-    files = [_claims_file(d.parent, paper)] if paper is not None else sorted(d.glob("*.json"))
-    claims = []
-    for f in files:
-        if not f.exists(): continue
-        try: rows = json.loads(f.read_text())
-        except json.JSONDecodeError as e: raise ValueError(f"claims file {f} is not valid JSON: {e}") from e
-        if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
-            raise ValueError(f"claims file {f}: expected a JSON list of claim objects, got {type(rows).__name__}")
-        try: claims += [Claim(**r) for r in rows]
-        except TypeError as e:
-            raise ValueError(f"claims file {f}: a row does not match the Claim fields ({e})") from None
+    "All recorded claims under `results_dir` (optionally one paper's), sorted by paper and id; schema-checked."
+    root = _results_dir(results_dir)
+    files = [_claims_file(root, paper)] if paper is not None else sorted((root / "claims").glob("*.json"))
+    claims = [c for f in files if f.exists() for c in _read_claims(f)]
     return sorted(claims, key=lambda c: (c.paper, c.claim_id))
 
 # %% ../nbs/foundations/00_core.ipynb #db6cd987
@@ -530,6 +742,11 @@ class Markdown(str):
 
 def claims_markdown(claims: Sequence[Claim], with_paper: bool = True) -> Markdown:
     "Render claims as a markdown table."
+    with_paper = check_bool(with_paper, "with_paper")
+    if isinstance(claims, (str, bytes, Mapping)) or not isinstance(claims, Sequence):
+        raise TypeError(f"claims: expected a list of Claim, got {type(claims).__name__}")
+    bad = [i for i, c in enumerate(claims) if not isinstance(c, Claim)]
+    if bad: raise TypeError(f"claims[{bad[0]}]: expected a Claim, got {type(claims[bad[0]]).__name__}")
     head = (["paper"] if with_paper else []) + ["claim", "statement", "measured", "expectation", "verdict", "mode"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in claims:

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_shape, check_dtype, check_nonempty, check_finite, check_int, check_float
+from .core import (check_shape, check_dtype, check_nonempty, check_finite, check_int, check_float, check_bool,
+                          check_strings)
 from .text import fix_articles
 
 # %% auto #0
@@ -21,9 +22,16 @@ __all__ = ['accuracy', 'ZeroShotClassifier', 'encode_texts', 'zero_shot_classifi
            'linear_probe', 'few_shot_indices', 'recall_at_k']
 
 # %% ../nbs/foundations/04_evaluate.ipynb #15794cf8
+def _as_tensor(value: Any, name: str) -> torch.Tensor:
+    "`value` (a tensor, array or list of numbers) as a tensor; anything else raises naming `name`."
+    try: return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"{name}: expected a tensor or a (nested) list of numbers, got {type(value).__name__} "
+                        f"{value!r:.40} ({e})") from None
+
 def _labels(labels: Any, name: str = "labels") -> torch.Tensor:
     "A 1-d integer tensor of class indices >= 0."
-    y = torch.as_tensor(labels)
+    y = _as_tensor(labels, name)
     if y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(f"{name}: expected a 1-d tensor of integer class indices, "
                          f"got shape {tuple(y.shape)}, dtype {y.dtype}")
@@ -32,7 +40,7 @@ def _labels(labels: Any, name: str = "labels") -> torch.Tensor:
 
 def accuracy(logits_or_preds: Any, labels: Any) -> float:
     "Top-1 accuracy of `(B, C)` scores (their argmax) or `(B,)` integer predictions against `(B,)` integer labels."
-    x, y = torch.as_tensor(logits_or_preds).detach().cpu(), _labels(labels)
+    x, y = _as_tensor(logits_or_preds, "logits_or_preds").detach().cpu(), _labels(labels)
     if x.ndim == 2:
         check_finite(x.float(), "logits_or_preds")
         if len(y) and int(y.max()) >= x.shape[1]:
@@ -47,20 +55,8 @@ def accuracy(logits_or_preds: Any, labels: Any) -> float:
     return (x == y).double().mean().item()
 
 # %% ../nbs/foundations/04_evaluate.ipynb #1b24ce9c
-def _check_names(names: Any, what: str) -> list[str]:
-    "A non-empty list of distinct, non-empty strings."
-    if isinstance(names, str) or not isinstance(names, Sequence):
-        raise TypeError(f"{what}: expected a list of strings, got {type(names).__name__}")
-    names = list(names)
-    if not names: raise ValueError(f"{what}: expected at least one entry, got an empty list")
-    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
-    if bad: raise ValueError(f"{what}: expected non-empty strings, got {bad[:3]}")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup: raise ValueError(f"{what}: expected distinct entries, got duplicates {dup[:5]}")
-    return names
-
 def _check_templates(templates: Any) -> list[str]:
-    templates = _check_names(templates, "templates")
+    templates = check_strings(templates, "templates", nonempty=True, distinct=True)
     for t in templates:
         if t.count("{}") != 1:
             raise ValueError(f"templates: expected exactly one '{{}}' placeholder per template "
@@ -73,8 +69,13 @@ class ZeroShotClassifier(nn.Module):
     def __init__(self, weight: torch.Tensor, class_names: Sequence[str], templates: Sequence[str] = ("{}",),
                  scale: float = 100.0):
         super().__init__()
-        class_names = _check_names(class_names, "class_names")
-        check_shape(weight, (len(class_names), None), "weight"); check_finite(weight, "weight")
+        class_names = check_strings(class_names, "class_names", nonempty=True, distinct=True)
+        templates = check_strings(templates, "templates", nonempty=True, distinct=True)
+        check_shape(weight, (len(class_names), None), "weight"); check_dtype(weight, "float", "weight")
+        check_finite(weight, "weight")
+        zero = (weight.norm(dim=-1) == 0).nonzero().flatten().tolist()
+        if zero: raise ValueError(f"weight: expected non-zero class embeddings, got zero rows {zero[:5]}")
+        scale = check_float(scale, "scale", low=0, low_inclusive=False)
         self.register_buffer("weight", F.normalize(weight.detach().float(), dim=-1))
         self.class_names, self.templates, self.scale = class_names, list(templates), float(scale)
 
@@ -83,7 +84,7 @@ class ZeroShotClassifier(nn.Module):
 
     def indices(self, names: Sequence[str]) -> list[int]:
         "Positions of `names` among `class_names`; unknown names raise."
-        names = _check_names(names, "class_names")
+        names = check_strings(names, "class_names", nonempty=True, distinct=True)
         unknown = [n for n in names if n not in self.class_names]
         if unknown:
             raise ValueError(f"class_names: unknown classes {unknown[:5]}; expected names among {self.class_names}")
@@ -96,6 +97,8 @@ class ZeroShotClassifier(nn.Module):
     def forward(self, image_embeds: torch.Tensor) -> torch.Tensor:
         "Logits `(B, C)` = scale * cos(image, class)."
         check_shape(image_embeds, ("B", self.weight.shape[1]), "image_embeds")
+        check_nonempty(image_embeds, "image_embeds")
+        check_dtype(image_embeds, "float", "image_embeds"); check_finite(image_embeds, "image_embeds")
         return self.scale * F.normalize(image_embeds.float(), dim=-1) @ self.weight.t()
 
 # %% ../nbs/foundations/04_evaluate.ipynb #7b3f65d1
@@ -128,9 +131,7 @@ def encode_texts(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: i
                  normalize: bool = True) -> torch.Tensor:
     "Text embeddings `(N, E)` of `texts`, tokenised to at most `model.context_length` tokens (too long -> ValueError)."
     _require(model, "encode_text", "context_length"); check_int(batch_size, "batch_size", low=1)
-    if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
-        raise TypeError(f"texts: expected a non-empty list of strings, got {texts!r:.60}")
-    texts, dev, out = list(texts), _device(model), []
+    texts, dev, out = check_strings(texts, "texts", nonempty=True), _device(model), []
     with _eval_mode(model):
         for i in range(0, len(texts), batch_size):
             enc = tokenizer.encode(texts[i:i + batch_size], max_length=model.context_length, padding="longest")
@@ -141,7 +142,8 @@ def encode_texts(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: i
 def zero_shot_classifier(model: Any, tokenizer: Any, class_names: Sequence[str], templates: Sequence[str] = ("{}",),
                          batch_size: int = 256, scale: float | None = None) -> ZeroShotClassifier:
     "Ensembled zero-shot head: per class, the renormalised mean of the normalised embeddings of its prompts."
-    class_names, templates = _check_names(class_names, "class_names"), _check_templates(templates)
+    class_names = check_strings(class_names, "class_names", nonempty=True, distinct=True)
+    templates = _check_templates(templates)
     prompts = [fix_articles(t.format(c)) for c in class_names for t in templates]
     emb = encode_texts(model, tokenizer, prompts, batch_size).float()
     weight = F.normalize(F.normalize(emb, dim=-1).view(len(class_names), len(templates), -1).mean(1), dim=-1)
@@ -153,8 +155,7 @@ def zero_shot_predict(model: Any, images: torch.Tensor, classifier: ZeroShotClas
                       class_names: Sequence[str] | None = None, batch_size: int = 256, return_logits: bool = False):
     "Predicted class indices `(B,)` (into `class_names`, default the classifier's); optionally the logits `(B, C)`."
     _require(model, "encode_image"); check_int(batch_size, "batch_size", low=1)
-    if not isinstance(images, torch.Tensor): raise TypeError(f"images: expected a tensor, got {type(images).__name__}")
-    if images.ndim == 0 or len(images) == 0: raise ValueError("images: expected a non-empty batch, got batch size 0")
+    check_nonempty(images, "images")
     head, dev = classifier if class_names is None else classifier.subset(class_names), _device(model)
     with _eval_mode(model):
         logits = torch.cat([head.to(dev)(model.encode_image(images[i:i + batch_size].to(dev), normalize=True)).cpu()
@@ -168,6 +169,8 @@ def fit_linear_probe(feats: torch.Tensor, labels: torch.Tensor, num_classes: int
     "Multinomial logistic regression with an L2 penalty, fitted by L-BFGS: a frozen `nn.Linear`, features -> logits."
     dims = check_shape(feats, ("N", None), "feats"); check_shape(labels, ("N",), "labels", dims)
     check_nonempty(feats, "feats"); check_dtype(feats, "float", "feats"); check_finite(feats, "feats")
+    if feats.shape[1] == 0: raise ValueError("feats: expected at least one feature per example, got shape (N, 0)")
+    standardize = check_bool(standardize, "standardize")
     y = _labels(labels)
     C = int(y.max()) + 1 if num_classes is None else check_int(num_classes, "num_classes", low=1)
     if int(y.max()) >= C: raise ValueError(f"labels: expected indices < num_classes={C}, got {int(y.max())}")
@@ -195,15 +198,25 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
                  num_classes: int | None = None, l2: float = 1e-3, max_iter: int = 200) -> torch.Tensor:
     "Fit `fit_linear_probe` on the training features and return the predicted classes `(N_test,)` of `test_feats`."
     head = fit_linear_probe(train_feats, train_labels, num_classes, l2, max_iter)
-    check_shape(test_feats, (None, train_feats.shape[1]), "test_feats"); check_finite(test_feats, "test_feats")
+    check_shape(test_feats, (None, train_feats.shape[1]), "test_feats"); check_nonempty(test_feats, "test_feats")
+    check_dtype(test_feats, "float", "test_feats"); check_finite(test_feats, "test_feats")
     return head(test_feats.detach().float().cpu()).argmax(1)
+
+def _check_classes(classes: Any) -> list[int]:
+    "A list of distinct class indices."
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes: expected a list of class indices, got {type(classes).__name__}")
+    classes = [check_int(c, f"classes[{i}]", low=0) for i, c in enumerate(classes)]
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup: raise ValueError(f"classes: expected distinct class indices, got duplicates {dup[:5]}")
+    return classes
 
 def few_shot_indices(labels: torch.Tensor | Sequence[int], k: int, seed: int = 0,
                      classes: Sequence[int] | None = None) -> torch.Tensor:
     "Indices of `k` random examples of each class (default: every class present in `labels`), grouped by class."
     labels, k = _labels(labels), check_int(k, "k", low=1)
-    seed = check_int(seed, "seed")
-    classes = sorted(set(labels.tolist())) if classes is None else list(classes)
+    seed = check_int(seed, "seed", 0, 2**63 - 1)
+    classes = sorted(set(labels.tolist())) if classes is None else _check_classes(classes)
     if not classes: raise ValueError("labels: expected at least one example, got none")
     g, out = torch.Generator().manual_seed(seed), []
     for c in classes:
@@ -218,7 +231,8 @@ def recall_at_k(similarity: torch.Tensor, k: int, positives: Any = None) -> dict
     `positives` `(N_txt,)`: the image index of each caption; None: caption i belongs to image i."""
     dims = check_shape(similarity, ("I", "T"), "similarity"); check_nonempty(similarity, "similarity")
     check_dtype(similarity, "float", "similarity"); check_finite(similarity, "similarity")
-    k, (I, T) = check_int(k, "k", low=1), (dims["I"], dims["T"])
+    I, T = dims["I"], dims["T"]
+    k = check_int(k, "k", low=1, high=min(I, T))          # k >= the candidates would make recall 1 by construction
     if positives is None:
         if I != T: raise ValueError(f"positives: needed when N_img != N_txt (got {I} images, {T} captions)")
         positives = torch.arange(T)

@@ -18,9 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from fastcore.basics import patch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .core import SeedStats, check_int, check_float, seed_everything, seed_stats
+from .core import (
+    SeedStats, check_bool, check_dtype, check_float, check_int, check_range, check_same_batch, check_shape,
+    seed_everything, seed_stats)
 from .evaluate import accuracy
 from .data.world import ShapesWorld
 from .train import Callback, History, TrainConfig, Trainer, _ema
@@ -36,6 +39,12 @@ class RenderedSplit(Dataset):
     "Samples of the shapes world rendered once: `tensors` (each `(n, ...)`), per-sample `captions` and `meta`."
     def __init__(self, tensors: Mapping[str, torch.Tensor], captions: Sequence, meta: Sequence,
                  class_names: Sequence[str] = ()):
+        if not isinstance(tensors, Mapping):
+            raise TypeError(f"tensors: expected a dict of tensors, got {type(tensors).__name__}")
+        for k, v in tensors.items():
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"tensors[{k!r}]: expected a torch.Tensor with one row per sample, "
+                                f"got {type(v).__name__}")
         lengths = {k: len(v) for k, v in tensors.items()}
         if not lengths or len(set(lengths.values()) | {len(captions), len(meta)}) != 1 or not meta:
             raise ValueError(f"tensors, captions and meta: expected one non-zero length, got tensors {lengths}, "
@@ -55,6 +64,8 @@ class RenderedSplit(Dataset):
 @patch
 def subset(self: RenderedSplit, index: int | slice | Sequence[int]) -> RenderedSplit:
     "The first `index` samples (an int), or the samples a slice or a list of indices selects."
+    if isinstance(index, (str, bytes)) or not isinstance(index, (int, slice, Sequence, torch.Tensor)):
+        raise TypeError(f"index: expected an int, a slice or a list of ints, got {type(index).__name__} {index!r}")
     if isinstance(index, slice): rows = list(range(len(self))[index])
     elif torch.as_tensor(index).ndim == 0: rows = list(range(check_int(index, "index", low=1, high=len(self))))
     else: rows = [int(i) for i in torch.as_tensor(index).tolist()]
@@ -75,6 +86,9 @@ def render_split(split: str | ShapesWorld = "train", n: int = 1000, *, fields: S
     `split`: a split name (`world_kwargs` go to `ShapesWorld`; defaults here: one object per scene, 32 px, seed 0)
     or a `ShapesWorld`. `fields`: the tensors to keep, from `RENDER_FIELDS`; `chunk`: scenes rendered at once."""
     n, chunk = check_int(n, "n", low=1), check_int(chunk, "chunk", low=1)
+    if isinstance(fields, str) or not isinstance(fields, (list, tuple)):
+        raise TypeError(f"fields: expected a list of field names from {RENDER_FIELDS}, got {type(fields).__name__} "
+                        f"{fields!r}")
     bad = [f for f in fields if f not in RENDER_FIELDS]
     if bad or not fields:
         raise ValueError(f"fields: expected a non-empty subset of {RENDER_FIELDS}, got {list(fields)}")
@@ -115,7 +129,10 @@ def _images_labels(batch: Any, name: str = "batch") -> tuple[torch.Tensor, torch
 def classification_loss(model: nn.Module, batch: Any) -> dict[str, torch.Tensor | float]:
     "`loss_fn` for the `Trainer`: cross-entropy of `model(images)` against the labels, and the batch accuracy as `acc`."
     images, labels = _images_labels(batch)
+    check_shape(labels, (None,), "label"); check_dtype(labels, "int", "label")
+    check_same_batch(images=images, label=labels)
     logits = logits_of(model(images))
+    check_range(labels, 0, logits.shape[-1] - 1, "label")       # a class index the logits have
     return dict(loss=F.cross_entropy(logits, labels), acc=accuracy(logits, labels))
 
 # %% ../nbs/foundations/09_experiment.ipynb #c88bf19b
@@ -152,12 +169,21 @@ def _train_config(config: TrainConfig | None, overrides: Mapping) -> TrainConfig
         raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
     return TrainConfig.from_dict({**config.to_dict(), **overrides}) if overrides else config
 
+def _is_labelled(d: Any) -> bool:
+    "A `{'images', 'label'}` mapping or an `(images, labels)` pair."
+    return (isinstance(d, Mapping) and "images" in d and "label" in d) or (isinstance(d, (tuple, list)) and len(d) == 2)
+
 def _eval_fn(eval_data: Any, eval_fn: Callable | None) -> Callable | None:
     "`eval_fn` as given, or accuracy on `eval_data` (one dataset -> `acc`; a dict of named ones -> `<name>_acc`)."
     if eval_data is None: return eval_fn
     if eval_fn is not None: raise ValueError("run: expected `eval_data` or `eval_fn`, not both")
     named = isinstance(eval_data, Mapping) and not ("images" in eval_data and "label" in eval_data)
     sets = {f"{k}_acc": d for k, d in eval_data.items()} if named else {"acc": eval_data}
+    for key, d in sets.items():       # checked now, not after training
+        name = f"eval_data[{key[:-4]!r}]" if named else "eval_data"
+        if not isinstance(d, RenderedSplit) and not _is_labelled(d):
+            raise TypeError(f"{name}: expected a RenderedSplit, a mapping with 'images' and 'label' or an "
+                            f"(images, labels) pair, got {type(d).__name__}")
     return lambda model: {k: evaluate_classifier(model, d) for k, d in sets.items()}
 
 # %% ../nbs/foundations/09_experiment.ipynb #e89e5b82
@@ -185,8 +211,11 @@ def multi_seed(fn: Callable[[int], Any], seeds: Sequence[int] = (0, 1, 2)) -> Se
     """`fn(seed)` for every seed (RNGs seeded with it first), returning a number or a dict of numbers ->
     `SeedStats` over the seeds (or a dict of them, one per key)."""
     if not callable(fn): raise TypeError(f"fn: expected a callable taking a seed, got {type(fn).__name__}")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"seeds: expected a list of distinct ints >= 0, got {type(seeds).__name__} {seeds!r}")
     seeds = [check_int(s, f"seeds[{i}]", low=0) for i, s in enumerate(seeds)]
-    if not seeds or len(set(seeds)) != len(seeds): raise ValueError(f"seeds: expected distinct seeds, got {seeds}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: expected a non-empty list of distinct seeds, got {seeds}")
     results = []
     for s in seeds:
         seed_everything(s)
@@ -206,6 +235,8 @@ def plot_curves(histories: Mapping[str, History], key: str = "loss", smoothing: 
     """One panel comparing runs on metric `key`: each run's raw values (faint) and their bias-corrected moving
     average (`smoothing` in [0, 1); 0 = raw only); `eval_` metrics as points. Draws on `ax` when given."""
     smoothing = check_float(smoothing, "smoothing", low=0, high=1, high_inclusive=False)
+    if ax is not None and not isinstance(ax, Axes):
+        raise TypeError(f"ax: expected a matplotlib Axes or None, got {type(ax).__name__}")
     if not isinstance(histories, Mapping) or not histories:
         raise ValueError(f"histories: expected a non-empty dict of name -> History, got {histories!r}")
     for name, h in histories.items():
@@ -247,6 +278,11 @@ def _worker_env(rank: int, nprocs: int) -> dict[str, str]:
     return env
 
 # %% ../nbs/foundations/09_experiment.ipynb #25ddcf54
+def _importable(module: str) -> bool:
+    "Whether `module` can be found on `sys.path` (its parent packages are imported, the module itself is not)."
+    try: return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError): return False
+
 def _check_target(target: Any) -> str | Callable:
     "A `'module:function'` or `'path/to/file.py:function'` string (file paths made absolute), or a picklable function."
     if isinstance(target, str):
@@ -256,6 +292,9 @@ def _check_target(target: Any) -> str | Callable:
         if where.endswith(".py"):
             if not Path(where).is_file(): raise ValueError(f"target: no file {where!r} (from {target!r})")
             return f"{Path(where).resolve()}:{name}"
+        if not _importable(where):
+            raise ValueError(f"target: expected 'module:function' with an importable module, got {target!r} "
+                             f"(no module {where!r} on sys.path)")
         return target
     if not callable(target):
         raise TypeError(f"target: expected a 'module:function' string or a function, got {type(target).__name__}")
@@ -344,7 +383,7 @@ def launch(target: str | Callable, nprocs: int = 2, args: Sequence = (), timeout
     """Run `target(*args)` in `nprocs` fresh CPU processes joined in a gloo process group (file store, no port)
     -> the return values in rank order. A failing rank raises `LaunchError` with its traceback; the rest are killed."""
     nprocs, timeout = check_int(nprocs, "nprocs", low=1), check_float(timeout, "timeout", low=0, low_inclusive=False)
-    target = _check_target(target)
+    target, show_output = _check_target(target), check_bool(show_output, "show_output")
     if not isinstance(args, (tuple, list)): raise TypeError(f"args: expected a tuple, got {type(args).__name__}")
     with tempfile.TemporaryDirectory(prefix="vlnotes-launch-") as tmp:
         try: payload = pickle.dumps((target, tuple(args)))

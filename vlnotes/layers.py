@@ -16,14 +16,33 @@ from einops import rearrange
 from fastcore.basics import patch
 
 from .core import (check_shape, check_dtype, check_nonempty, check_images, check_choice, check_int,
-                          check_pair, ModelOutput)
+                          check_pair, check_bool, check_float, checking_values, ModelOutput)
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'combine_masks', 'Attention', 'QuickGELU', 'make_act', 'MLP', 'TransformerBlock', 'EncoderOutput',
-           'TransformerEncoder', 'PatchEmbed', 'interpolate_pos_embed', 'AttentionPool2d']
+__all__ = ['MAX_WIDTH', 'MAX_DEPTH', 'MAX_COUNT', 'MAX_SIDE', 'ACTIVATIONS', 'check_dropout', 'combine_masks', 'Attention',
+           'QuickGELU', 'make_act', 'MLP', 'TransformerBlock', 'EncoderOutput', 'TransformerEncoder', 'PatchEmbed',
+           'interpolate_pos_embed', 'AttentionPool2d']
 
 # %% ../nbs/foundations/01_layers.ipynb #e6b2ee78
+# Sanity bounds of model sizes: above these a typo (10**9 for 1024) would try to allocate terabytes.
+MAX_WIDTH = 1 << 16     # dims, widths, heads, channels (ViT-22B: 6144)
+MAX_DEPTH = 1 << 10     # layers of an encoder, blocks of a ResNet stage (ResNet-1202: 200)
+MAX_COUNT = 1 << 24     # vocabulary and class counts (CLIP: 49408, ImageNet-21k: 21843)
+MAX_SIDE = 1 << 15      # image sides in pixels, context lengths in tokens
+
+def check_dropout(p, name: str = "dropout") -> float:
+    "A dropout probability in [0, 1)."
+    return check_float(p, name, 0, 1, high_inclusive=False)
+
+def _check_mask_values(m: torch.Tensor):
+    "A float mask is added to the logits: -inf blocks; NaN or +inf would turn the softmax into NaN."
+    if not (checking_values() and m.is_floating_point()): return
+    n_nan, n_pinf = int(torch.isnan(m).sum()), int(torch.isposinf(m).sum())
+    if n_nan or n_pinf:
+        raise ValueError(f"attn_mask: expected finite values or -inf (= blocked) with no NaN or +inf, "
+                         f"got {n_nan} NaN and {n_pinf} +inf entries")
+
 def _check_attn_mask(attn_mask: torch.Tensor, B: int, H: int, N: int, S: int) -> torch.Tensor:
     "Validate `attn_mask` (bool, True = attend; or float, added) and return it as 4-d `(B|1, H|1, N|1, S)`."
     if not isinstance(attn_mask, torch.Tensor):
@@ -39,6 +58,7 @@ def _check_attn_mask(attn_mask: torch.Tensor, B: int, H: int, N: int, S: int) ->
         if got != want and (got != 1 or name == "S"):
             raise ValueError(f"attn_mask: dimension '{name}' expected {want}" + ("" if name == "S" else " or 1")
                              + f" (broadcast to (B, H, N, S) = {(B, H, N, S)}), got shape {tuple(attn_mask.shape)}")
+    _check_mask_values(m)
     return m
 
 def _check_key_padding_mask(mask: torch.Tensor, dims: dict, name: str = "key_padding_mask"):
@@ -47,6 +67,7 @@ def _check_key_padding_mask(mask: torch.Tensor, dims: dict, name: str = "key_pad
     if mask.dtype != torch.bool:
         raise ValueError(f"{name}: expected dtype torch.bool with True = padding (from a tokenizer's "
                          f"attention_mask pass `attention_mask == 0`), got {mask.dtype}")
+    if not checking_values(): return   # the check below reads values: skipped inside a compiled graph
     full = mask.all(-1)
     if full.any():
         raise ValueError(f"{name}: examples {full.nonzero().flatten().tolist()} have every key masked; "
@@ -70,7 +91,7 @@ def combine_masks(key_padding_mask: torch.Tensor | None = None, attn_mask: torch
 
 def _check_no_empty_rows(mask: torch.Tensor | None):
     "Raise if some query may attend to no key (softmax over an empty set is NaN)."
-    if mask is None: return
+    if mask is None or not checking_values(): return
     can = mask if mask.dtype == torch.bool else ~torch.isneginf(mask)
     empty = ~can.any(-1)
     if empty.any():
@@ -86,11 +107,12 @@ class Attention(nn.Module):
                  qkv_bias: bool | None = None):
         "`bias`: biases of all projections; `qkv_bias` (default `bias`) overrides it for q/k/v (ViT without qkv bias)."
         super().__init__()
-        dim, heads = check_int(dim, "dim", low=1), check_int(heads, "heads", low=1)
+        dim, heads = check_int(dim, "dim", 1, MAX_WIDTH), check_int(heads, "heads", 1, MAX_WIDTH)
         if dim % heads: raise ValueError(f"Attention: dim must be divisible by heads, got dim={dim}, heads={heads}")
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
-        self.kv_dim, self.dropout = dim if kv_dim is None else check_int(kv_dim, "kv_dim", low=1), dropout
-        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.kv_dim = dim if kv_dim is None else check_int(kv_dim, "kv_dim", 1, MAX_WIDTH)
+        self.dropout, bias = check_dropout(dropout), check_bool(bias, "bias")
+        qkv_bias = bias if qkv_bias is None else check_bool(qkv_bias, "qkv_bias")
         self.q_proj = nn.Linear(dim, dim, bias=qkv_bias)
         self.k_proj = nn.Linear(self.kv_dim, dim, bias=qkv_bias)
         self.v_proj = nn.Linear(self.kv_dim, dim, bias=qkv_bias)
@@ -117,6 +139,7 @@ class Attention(nn.Module):
                 key_padding_mask: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
                 causal: bool = False, return_weights: bool = False):
         "`x` (B, N, dim), `context` (B, S, kv_dim) or None (self-attention) -> (B, N, dim) [, weights (B, H, N, S)]."
+        causal, return_weights = check_bool(causal, "causal"), check_bool(return_weights, "return_weights")
         d = self._validate(x, context, key_padding_mask, causal)
         B, N, S, H = d["B"], d["N"], d["S"], self.heads
         if attn_mask is not None: attn_mask = _check_attn_mask(attn_mask, B, H, N, S).to(x.device)
@@ -160,10 +183,11 @@ class MLP(nn.Module):
     "Transformer feed-forward block: `fc1` -> activation -> dropout -> `fc2` -> dropout."
     def __init__(self, dim: int, mlp_dim: int, act: str = "gelu", dropout: float = 0., bias: bool = True):
         super().__init__()
-        dim, mlp_dim = check_int(dim, "dim", low=1), check_int(mlp_dim, "mlp_dim", low=1)
+        dim, mlp_dim = check_int(dim, "dim", 1, MAX_WIDTH), check_int(mlp_dim, "mlp_dim", 1, 4 * MAX_WIDTH)
+        bias = check_bool(bias, "bias")
         self.fc1, self.act = nn.Linear(dim, mlp_dim, bias=bias), make_act(act)
         self.fc2 = nn.Linear(mlp_dim, dim, bias=bias)
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(check_dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
@@ -176,7 +200,9 @@ class TransformerBlock(nn.Module):
                  bias: bool = True, qkv_bias: bool | None = None, context_dim: int | None = None):
         "`mlp_dim`: hidden width of the MLP (default `4 * dim`); `qkv_bias`: see `Attention`."
         super().__init__()
-        self.norm_first, self.has_cross = norm_first, cross_attention
+        self.norm_first = check_bool(norm_first, "norm_first")
+        self.has_cross = check_bool(cross_attention, "cross_attention")
+        eps = check_float(eps, "eps", low=0, low_inclusive=False)
         self.norm1, self.attn = nn.LayerNorm(dim, eps=eps), Attention(dim, heads, bias, dropout, qkv_bias=qkv_bias)
         if cross_attention:
             self.cross_norm = nn.LayerNorm(dim, eps=eps)
@@ -235,7 +261,8 @@ class TransformerEncoder(nn.Module):
                  bias: bool = True, qkv_bias: bool | None = None, context_dim: int | None = None,
                  final_norm: bool | None = None):
         super().__init__()
-        check_int(depth, "depth", low=1)
+        check_int(depth, "depth", 1, MAX_DEPTH)
+        if final_norm is not None: check_bool(final_norm, "final_norm")
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_dim, norm_first, cross_attention, act, eps,
                                                      dropout, bias, qkv_bias, context_dim) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=eps) if (norm_first if final_norm is None else final_norm) else nn.Identity()
@@ -245,6 +272,7 @@ class TransformerEncoder(nn.Module):
                 attn_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False) -> torch.Tensor | EncoderOutput:
         "The last hidden state `(B, N, dim)` (final norm applied), or an `EncoderOutput` when asked for more."
+        check_bool(output_hidden_states, "output_hidden_states"); check_bool(output_attentions, "output_attentions")
         hidden, attentions = [x], []
         for blk in self.blocks:
             x = blk(x, key_padding_mask, causal, context, context_padding_mask, attn_mask,
@@ -266,8 +294,11 @@ class PatchEmbed(nn.Module):
         self._check_divisible(*self.image_size, "image_size")
         self.grid_size = (self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1])
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.in_channels, self.dim, self.dynamic_size = in_channels, dim, dynamic_size
-        self.proj = nn.Conv2d(in_channels, dim, kernel_size=self.patch_size, stride=self.patch_size, bias=bias)
+        self.in_channels = check_int(in_channels, "in_channels", 1, MAX_WIDTH)
+        self.dim = check_int(dim, "dim", 1, MAX_WIDTH)
+        self.dynamic_size = check_bool(dynamic_size, "dynamic_size")
+        self.proj = nn.Conv2d(in_channels, dim, kernel_size=self.patch_size, stride=self.patch_size,
+                              bias=check_bool(bias, "bias"))
 
     def _check_divisible(self, h: int, w: int, name: str):
         ph, pw = self.patch_size
@@ -296,6 +327,7 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: int | Sequence[int]
     "Resample the grid part of `pos_embed` `(1, prefix + gh*gw, D)` to `new_grid`; prefix tokens are kept."
     check_shape(pos_embed, (1, None, None), "pos_embed")
     check_choice(mode, ("nearest", "bilinear", "bicubic", "area"), "mode")
+    check_int(num_prefix_tokens, "num_prefix_tokens", 0, pos_embed.shape[1]); check_bool(antialias, "antialias")
     n = pos_embed.shape[1] - num_prefix_tokens
     if old_grid is None:
         side = math.isqrt(max(n, 0))
@@ -319,13 +351,14 @@ class AttentionPool2d(nn.Module):
     "CLIP's attention pooling: the mean of a `(B, C, g, g)` map, the only query, attends over [mean; map] + positions."
     def __init__(self, grid: int, dim: int, heads: int):
         super().__init__()
-        self.grid, self.dim = check_int(grid, "grid", low=1), check_int(dim, "dim", low=1)
+        self.grid, self.dim = check_int(grid, "grid", 1, MAX_SIDE), check_int(dim, "dim", 1, MAX_WIDTH)
         self.pos_embed = nn.Parameter(torch.randn(grid * grid + 1, dim) / dim ** 0.5)
         self.attn = Attention(dim, heads)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         "Pooled features `(B, C)`."
         check_shape(fmap, ("B", self.dim, self.grid, self.grid), "fmap")
+        check_nonempty(fmap, "fmap"); check_dtype(fmap, "float", "fmap")
         x = rearrange(fmap, "b c h w -> b (h w) c")
         x = torch.cat([x.mean(1, keepdim=True), x], 1) + self.pos_embed   # (B, 1 + g*g, C)
         return self.attn(x[:, :1], context=x)[:, 0]

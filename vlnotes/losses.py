@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 import torch.distributed as dist
 
-from .core import check_shape, check_nonempty, check_dtype
+from .core import (check_shape, check_nonempty, check_dtype, check_finite, check_float, check_bool,
+                          checking_values)
 
 # %% auto #0
 __all__ = ['clip_loss', 'rank_world', 'gather_with_grad', 'clip_loss_distributed']
@@ -21,6 +22,7 @@ def clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
     "Symmetric InfoNCE: the mean cross-entropy of the rows and of the columns of `(B, B)` logits, labels `arange(B)`."
     dims = check_shape(logits_per_image, ("B", "B"), "logits_per_image")
     check_nonempty(logits_per_image, "logits_per_image"); check_dtype(logits_per_image, "float", "logits_per_image")
+    check_finite(logits_per_image, "logits_per_image")        # a NaN logit would make the loss NaN without a word
     labels = torch.arange(dims["B"], device=logits_per_image.device)
     return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_image.t(), labels)) / 2
 
@@ -48,6 +50,7 @@ class _GatherWithGrad(torch.autograd.Function):
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     "All ranks' `x` `(b, ...)` concatenated into `(world * b, ...)` in rank order; gradients reach every rank's shard."
+    check_nonempty(x, "x")
     rank, world = rank_world()
     if world == 1: return x
     sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
@@ -65,6 +68,17 @@ def _local_loss(image_feats: torch.Tensor, text_feats: torch.Tensor, all_img: to
     return (F.cross_entropy(logit_scale * image_feats @ all_txt.t(), labels)
             + F.cross_entropy(logit_scale * text_feats @ all_img.t(), labels)) / 2
 
+def _check_scale(logit_scale: torch.Tensor | float) -> torch.Tensor | float:
+    "A positive finite number or a one-element float tensor (its value is checked outside compiled graphs)."
+    if not isinstance(logit_scale, torch.Tensor):
+        return check_float(logit_scale, "logit_scale", low=0, low_inclusive=False)
+    if logit_scale.numel() != 1 or not logit_scale.is_floating_point():
+        raise ValueError(f"logit_scale: expected a number or a one-element float tensor, "
+                         f"got a {logit_scale.dtype} tensor of shape {tuple(logit_scale.shape)}")
+    if checking_values() and not bool(torch.isfinite(logit_scale).all() and (logit_scale > 0).all()):
+        raise ValueError(f"logit_scale: expected a finite number > 0, got {logit_scale.item()}")
+    return logit_scale
+
 def clip_loss_distributed(image_feats: torch.Tensor, text_feats: torch.Tensor, logit_scale: torch.Tensor | float,
                           local_loss: bool = False) -> torch.Tensor:
     """CLIP loss over the global batch from this rank's normalised features `(b, E)` and the scale s (not its log).
@@ -72,6 +86,9 @@ def clip_loss_distributed(image_feats: torch.Tensor, text_feats: torch.Tensor, l
     rank * b."""
     dims = check_shape(image_feats, ("b", "E"), "image_feats"); check_shape(text_feats, ("b", "E"), "text_feats", dims)
     check_nonempty(image_feats, "image_feats")
+    for name, x in (("image_feats", image_feats), ("text_feats", text_feats)):
+        check_dtype(x, "float", name); check_finite(x, name)
+    logit_scale, local_loss = _check_scale(logit_scale), check_bool(local_loss, "local_loss")
     rank, world = rank_world()
     all_img, all_txt = gather_with_grad(image_feats), gather_with_grad(text_feats)
     if not local_loss or world == 1: return clip_loss(logit_scale * all_img @ all_txt.t())

@@ -6,7 +6,7 @@ Docs: https://vlnotes.github.io/vlnotes/foundations/text.html.md"""
 
 # %% ../nbs/foundations/07_text.ipynb #ff397ad4
 from __future__ import annotations
-import hashlib, json, os, re
+import hashlib, json, os, re, warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,11 +16,13 @@ import torch
 from fastcore.basics import patch
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
-from .core import check_choice, check_float, check_int, get_settings
+from .core import (check_bool, check_choice, check_dtype, check_float, check_int, check_nonempty,
+                          check_path, check_shape, check_str, get_settings)
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'PAD_ID', 'UNK_ID', 'BOS_ID', 'EOS_ID', 'MASK_ID', 'CLS_ID', 'TEMPLATES', 'PADDINGS', 'MIN_VOCAB',
-           'TokenizerBase', 'Tokenizer', 'mlm_mask', 'world_tokenizer', 'HFTokenizer', 'fix_articles']
+           'MAX_VOCAB', 'MAX_LENGTH', 'TokenizerBase', 'Tokenizer', 'mlm_mask', 'world_tokenizer', 'HFTokenizer',
+           'fix_articles']
 
 # %% ../nbs/foundations/07_text.ipynb #9a94146d
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>", "<mask>", "<cls>")
@@ -28,18 +30,26 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID, CLS_ID = range(len(SPECIAL_TOKENS))
 TEMPLATES = ("bos_eos", "cls_eos", None)
 PADDINGS = ("longest", "max_length", False)
 MIN_VOCAB = len(SPECIAL_TOKENS) + 256   # the specials and the 256 byte symbols
+MAX_VOCAB = 2**20                       # the BPE trainer reserves memory for this many entries up front
+MAX_LENGTH = 2**20                      # longest padded row: a bound, so a typo cannot ask for terabytes
 
 # %% ../nbs/foundations/07_text.ipynb #1af3fba4
+def _check_text(text: Any, name: str, allow_empty: bool = False) -> str:
+    "`check_str`, and UTF-8 must encode it (a lone surrogate such as '\\ud800' has no bytes to tokenize)."
+    check_str(text, name, allow_empty)
+    try: text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name}: expected valid Unicode text, got a lone surrogate {text[e.start]!r} at position "
+                         f"{e.start} of {text[:40]!r}") from None
+    return text
+
 def _as_texts(texts: str | Sequence[str]) -> list[str]:
     "Validate the input of `encode`: a non-empty string or a non-empty list of non-empty strings."
     if isinstance(texts, str): texts = [texts]
     if not isinstance(texts, (list, tuple)):
         raise TypeError(f"texts: expected a string or a list of strings, got {type(texts).__name__}")
     if len(texts) == 0: raise ValueError("texts: expected at least one text, got an empty list")
-    for k, t in enumerate(texts):
-        if not isinstance(t, str): raise TypeError(f"texts[{k}]: expected a string, got {type(t).__name__}")
-        if not t.strip(): raise ValueError(f"texts[{k}]: expected a non-empty text, got {t!r}")
-    return list(texts)
+    return [_check_text(t, f"texts[{k}]") for k, t in enumerate(texts)]
 
 # %% ../nbs/foundations/07_text.ipynb #b24ad485
 def _fit_row(text: str, ids: Sequence[int], words: Sequence[int], pre: list[int], post: list[int],
@@ -100,9 +110,13 @@ def encode(self: TokenizerBase, texts: str | Sequence[str], max_length: int | No
     "Texts -> `input_ids`, `attention_mask`, `word_ids`, each `LongTensor (B, L)`."
     texts = _as_texts(texts)
     check_choice(padding, PADDINGS, "padding")
+    if not isinstance(padding, (str, bool)):          # check_choice compares with ==, and 0 == False
+        raise TypeError(f"padding: expected one of {list(PADDINGS)}, got {type(padding).__name__} {padding!r}")
+    truncation = check_bool(truncation, "truncation")
     pre, post = self._template(template)
     if max_length is not None:                        # room for the special tokens and one text token
         max_length = check_int(max_length, "max_length", len(pre) + len(post) + 1)
+        check_int(max_length, "max_length", high=MAX_LENGTH)   # apart, so a message names only the crossed bound
     if padding == "max_length" and max_length is None:
         raise ValueError("padding='max_length' needs max_length; pass max_length or use padding='longest'")
     if padding == "max_length" and self.pad_id is None:
@@ -121,22 +135,34 @@ def encode(self: TokenizerBase, texts: str | Sequence[str], max_length: int | No
 # %% ../nbs/foundations/07_text.ipynb #61d5778f
 @patch
 def decode(self: TokenizerBase, ids: Any, skip_special_tokens: bool = True) -> str | list[str]:
-    "Ids (a list, a 1-d or a 2-d tensor) back to text; a batch gives a list of strings."
-    if isinstance(ids, torch.Tensor):
-        if ids.ndim not in (1, 2): raise ValueError(f"ids: expected a 1-d or 2-d tensor, got shape {tuple(ids.shape)}")
-        if ids.is_floating_point(): raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype}")
-        ids = ids.tolist()
-    if isinstance(ids, np.ndarray): ids = ids.tolist()
+    "Ids (a list, a 1-d or a 2-d tensor or array) back to text; a batch (list of lists, 2-d) gives a list of strings."
+    skip_special_tokens = check_bool(skip_special_tokens, "skip_special_tokens")
+    if isinstance(ids, (torch.Tensor, np.ndarray)):
+        rows = _ids_as_lists(ids)
+        if ids.ndim == 1: return self._decode_row(rows, skip_special_tokens)
+        return [self._decode_row(row, skip_special_tokens, f"ids[{k}]") for k, row in enumerate(rows)]
     if not isinstance(ids, (list, tuple)):
         raise TypeError(f"ids: expected a list or tensor of ids, got {type(ids).__name__}")
-    if ids and isinstance(ids[0], (list, tuple)): return [self._decode_row(r, skip_special_tokens) for r in ids]
-    return self._decode_row(ids, skip_special_tokens)
+    if not ids or not isinstance(ids[0], (list, tuple)): return self._decode_row(ids, skip_special_tokens)
+    for k, row in enumerate(ids):                     # a batch: every item a row, like ids[0]
+        if not isinstance(row, (list, tuple)):
+            raise TypeError(f"ids[{k}]: expected a list of ids (a batch row, like ids[0]), "
+                            f"got {type(row).__name__} {row!r}")
+    return [self._decode_row(row, skip_special_tokens, f"ids[{k}]") for k, row in enumerate(ids)]
+
+def _ids_as_lists(ids: torch.Tensor | np.ndarray) -> list:
+    "A 1-d or 2-d integer tensor or array as (nested) lists."
+    if ids.ndim not in (1, 2): raise ValueError(f"ids: expected a 1-d or 2-d tensor, got shape {tuple(ids.shape)}")
+    integer = (not ids.is_floating_point() and not ids.is_complex() and ids.dtype != torch.bool
+               if isinstance(ids, torch.Tensor) else np.issubdtype(ids.dtype, np.integer))
+    if not integer: raise TypeError(f"ids: expected integer token ids, got dtype {ids.dtype}")
+    return ids.tolist()
 
 @patch
-def _decode_row(self: TokenizerBase, row: Sequence, skip_special_tokens: bool) -> str:
-    row = [check_int(i, f"ids[{k}]") for k, i in enumerate(row)]
+def _decode_row(self: TokenizerBase, row: Sequence, skip_special_tokens: bool, name: str = "ids") -> str:
+    row = [check_int(i, f"{name}[{k}]") for k, i in enumerate(row)]
     bad = [i for i in row if not 0 <= i < self.vocab_size]
-    if bad: raise ValueError(f"ids: expected token ids in [0, {self.vocab_size}), got {bad[:5]}")
+    if bad: raise ValueError(f"{name}: expected token ids in [0, {self.vocab_size}), got {bad[:5]}")
     return self._decode_ids(row, skip_special_tokens)
 
 # %% ../nbs/foundations/07_text.ipynb #97b7dba7
@@ -145,6 +171,9 @@ class Tokenizer(TokenizerBase):
     pad_id, unk_id, bos_id, eos_id, mask_id, cls_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID, CLS_ID
 
     def __init__(self, backend: tokenizers.Tokenizer):
+        if not isinstance(backend, tokenizers.Tokenizer):
+            raise TypeError(f"backend: expected a tokenizers.Tokenizer, got {type(backend).__name__}; "
+                            "use Tokenizer.train, Tokenizer.from_file or HFTokenizer for a transformers tokenizer")
         for k, t in enumerate(SPECIAL_TOKENS):
             if backend.token_to_id(t) != k:
                 raise ValueError(f"special token {t!r} must have id {k}, got {backend.token_to_id(t)}; "
@@ -156,10 +185,15 @@ class Tokenizer(TokenizerBase):
     def __len__(self) -> int: return self.vocab_size
 
     def to_str(self) -> str: return self.backend.to_str(pretty=True)
-    def normalize(self, text: str) -> str: return self.backend.normalizer.normalize_str(text)
-    def tokenize(self, text: str) -> list[str]: return self.backend.encode(text, add_special_tokens=False).tokens
-    def token_to_id(self, token: str) -> int | None: return self.backend.token_to_id(token)
-    def id_to_token(self, i: int) -> str | None: return self.backend.id_to_token(i)
+    def normalize(self, text: str) -> str:
+        return self.backend.normalizer.normalize_str(_check_text(text, "text", allow_empty=True))
+    def tokenize(self, text: str) -> list[str]:
+        return self.backend.encode(_check_text(text, "text", allow_empty=True), add_special_tokens=False).tokens
+    def token_to_id(self, token: str) -> int | None:
+        "The id of `token`, or None if it is not in the vocabulary."
+        return self.backend.token_to_id(_check_text(token, "token", allow_empty=True))
+    def id_to_token(self, i: int) -> str:
+        return self.backend.id_to_token(check_int(i, "id", 0, self.vocab_size - 1))
 
     def _pieces(self, texts):
         encs = self.backend.encode_batch(texts, add_special_tokens=False)
@@ -185,8 +219,10 @@ def train(cls: Tokenizer, texts: Sequence[str], vocab_size: int = 512, min_frequ
           lowercase: bool = True) -> Tokenizer:
     "Train byte-level BPE on `texts` (deterministic) up to `vocab_size` entries (fewer if merges run out)."
     texts = _as_texts(texts)
-    vocab_size = check_int(vocab_size, "vocab_size", MIN_VOCAB)        # 6 special tokens + 256 bytes
-    tok = _backend(lowercase)
+    vocab_size = check_int(vocab_size, "vocab_size", MIN_VOCAB)                   # 6 special tokens + 256 bytes
+    check_int(vocab_size, "vocab_size", high=MAX_VOCAB)
+    min_frequency = check_int(min_frequency, "min_frequency", 0, 2**32 - 1)          # the trainer's counts are u32
+    tok = _backend(check_bool(lowercase, "lowercase"))
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
                                   special_tokens=list(SPECIAL_TOKENS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
@@ -202,30 +238,53 @@ def merges(self: Tokenizer) -> list[tuple[str, str]]:
 # %% ../nbs/foundations/07_text.ipynb #c3b6029d
 @patch(cls_method=True)
 def from_file(cls: Tokenizer, path: str | Path) -> Tokenizer:
-    "Load a `tokenizer.json`."
-    p = Path(path)
+    "Load a `tokenizer.json`; a missing, unreadable or invalid file raises an error naming it."
+    p = check_path(path, "path")
+    if p.is_dir(): raise ValueError(f"path: expected a tokenizer.json file, got the directory {p}")
     if not p.is_file(): raise FileNotFoundError(f"expected a tokenizer.json at {p}, but no such file exists")
+    if not os.access(p, os.R_OK): raise PermissionError(f"path: expected a readable tokenizer.json, got {p}")
     try: backend = tokenizers.Tokenizer.from_file(str(p))
     except Exception as e: raise ValueError(f"{p} is not a valid tokenizer.json: {e}") from e
-    return cls(backend)
+    try: return cls(backend)
+    except ValueError as e: raise ValueError(f"{p} is not a vlnotes tokenizer.json: {e}") from e
 
 @patch
 def save(self: Tokenizer, path: str | Path) -> Path:
-    "Write `tokenizer.json` (atomically)."
-    p = Path(path); p.parent.mkdir(parents=True, exist_ok=True)
+    "Write `tokenizer.json` atomically (an existing file is replaced whole, never half-written)."
+    p = check_path(path, "path")
+    if p.is_dir(): raise ValueError(f"path: expected a file path for tokenizer.json, got the directory {p}")
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(self.to_str(), encoding="utf-8"); tmp.replace(p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(self.to_str(), encoding="utf-8"); tmp.replace(p)
+    except OSError as e:
+        if tmp.is_file(): tmp.unlink()
+        raise PermissionError(f"path: expected a writable location for tokenizer.json, got {p} "
+                              f"({e.strerror or e})") from e
     return p
 
 # %% ../nbs/foundations/07_text.ipynb #ed2593c0
+def _check_word_ids(word_ids: Any):
+    "An integer `(B, L)` tensor, not empty, of word indices in `[-1, L)` (a word has at least one token)."
+    check_shape(word_ids, ("B", "L"), "word_ids")
+    check_dtype(word_ids, "int", "word_ids")
+    check_nonempty(word_ids, "word_ids")
+    L = word_ids.shape[1]
+    if L == 0: raise ValueError(f"word_ids: expected at least one token per row, got shape {tuple(word_ids.shape)}")
+    lo, hi = int(word_ids.min()), int(word_ids.max())
+    if lo < -1 or hi >= L:
+        raise ValueError(f"word_ids: expected word indices in [-1, {L}) (-1 marks special and padding tokens), "
+                         f"got values in [{lo}, {hi}]")
+
 def mlm_mask(word_ids: torch.Tensor, mask_prob: float = 0.15, whole_word: bool = True,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Bool `(B, L)`: positions to mask; whole words (all their pieces) or single tokens; never specials/padding
     (word id -1)."""
-    if not isinstance(word_ids, torch.Tensor) or word_ids.ndim != 2:
-        got = getattr(word_ids, "shape", type(word_ids).__name__)
-        raise ValueError(f"word_ids: expected a (B, L) tensor, got {got}")
+    _check_word_ids(word_ids)
     mask_prob = check_float(mask_prob, "mask_prob", 0, 1)
+    whole_word = check_bool(whole_word, "whole_word")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
     real = word_ids >= 0
     if not whole_word: return (torch.rand(word_ids.shape, generator=generator) < mask_prob) & real
     n_words = int(word_ids.max().clamp(min=0)) + 1
@@ -235,16 +294,26 @@ def mlm_mask(word_ids: torch.Tensor, mask_prob: float = 0.15, whole_word: bool =
 # %% ../nbs/foundations/07_text.ipynb #39372171
 _WORLD_TOKENIZERS: dict = {}   # in-process memo: (cache path) -> Tokenizer
 
+def _load_cached(path: Path) -> Tokenizer | None:
+    "The cached tokenizer, or None (with a warning) when the file is corrupt: a cache entry is rebuilt, not fatal."
+    try: return Tokenizer.from_file(path)
+    except ValueError as e:
+        warnings.warn(f"the cached world tokenizer {path} is corrupt, rebuilding it ({str(e)[:200]})", RuntimeWarning)
+        return None
+
 def world_tokenizer(vocab_size: int = 512, corpus_size: int = 20_000, seed: int = 0, cache: bool = True) -> Tokenizer:
     "Deterministic byte-level BPE trained on `caption_corpus(corpus_size, seed)`, cached under the settings' cache dir."
     from vlnotes.data.world import caption_corpus   # imported here: text does not otherwise depend on the world
+    vocab_size = check_int(vocab_size, "vocab_size", MIN_VOCAB)    # checked before the corpus is made
+    check_int(vocab_size, "vocab_size", high=MAX_VOCAB)
+    corpus_size, cache = check_int(corpus_size, "corpus_size", 1, 10**8), check_bool(cache, "cache")
     corpus = caption_corpus(corpus_size, seed=seed)
     text = "\n".join(corpus).encode() + f"|{vocab_size}|{tokenizers.__version__}".encode()
     key = hashlib.sha256(text).hexdigest()[:16]
     path = Path(get_settings().cache_dir) / "tokenizers" / f"world-bpe-{vocab_size}-{key}.json"
     if cache and path in _WORLD_TOKENIZERS: return _WORLD_TOKENIZERS[path]
-    if cache and path.is_file(): tok = Tokenizer.from_file(path)
-    else:
+    tok = _load_cached(path) if cache and path.is_file() else None
+    if tok is None:
         tok = Tokenizer.train(corpus, vocab_size=vocab_size)
         if cache: tok.save(path)
     if cache: _WORLD_TOKENIZERS[path] = tok
@@ -255,7 +324,7 @@ class HFTokenizer(TokenizerBase):
     "A `transformers` fast tokenizer behind the same `encode`/`decode` interface as `Tokenizer`."
     def __init__(self, tokenizer: Any):
         if not getattr(tokenizer, "is_fast", False):
-            raise TypeError(f"expected a fast transformers tokenizer (PreTrainedTokenizerFast), "
+            raise TypeError(f"tokenizer: expected a fast transformers tokenizer (PreTrainedTokenizerFast), "
                             f"got {type(tokenizer).__name__}; word ids need the fast (Rust) tokenizers")
         self.hf = tokenizer
         t = tokenizer
@@ -267,7 +336,7 @@ class HFTokenizer(TokenizerBase):
     @property
     def vocab_size(self) -> int: return len(self.hf)
     def __len__(self) -> int: return self.vocab_size
-    def tokenize(self, text: str) -> list[str]: return self.hf.tokenize(text)
+    def tokenize(self, text: str) -> list[str]: return self.hf.tokenize(_check_text(text, "text", allow_empty=True))
 
     def _pieces(self, texts):
         enc = self.hf(list(texts), add_special_tokens=False)
@@ -281,5 +350,5 @@ class HFTokenizer(TokenizerBase):
 # %% ../nbs/foundations/07_text.ipynb #9a1535d3
 def fix_articles(text: str) -> str:
     "'a orange ...' -> 'an orange ...': 'a'/'A' before a word starting with a vowel letter becomes 'an'/'An'."
-    if not isinstance(text, str): raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    check_str(text, "text", allow_empty=True)
     return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", lambda m: m.group(1) + "n ", text)

@@ -37,7 +37,8 @@ from accelerate.utils import DistributedType, GradientAccumulationPlugin, send_t
 
 from fastcore.basics import patch
 
-from .core import Config, check_bool, check_choice, check_float, check_int, seed_everything
+from .core import (Config, check_bool, check_choice, check_float, check_index, check_int, check_path,
+                          check_writable_dir, seed_everything)
 
 # %% ../nbs/foundations/08_train.ipynb #2ca883bb
 @dataclass
@@ -83,6 +84,7 @@ def validate(self: TrainConfig):
         if getattr(self, name) is not None: check_int(getattr(self, name), n(name), low=1)
     if self.checkpoint_every is not None and self.checkpoint_dir is None:
         raise ValueError("TrainConfig.checkpoint_dir: expected a directory when checkpoint_every is set, got None")
+    if self.checkpoint_dir is not None: check_path(self.checkpoint_dir, n("checkpoint_dir"))
     check_int(self.seed, n("seed"), low=0); check_int(self.num_workers, n("num_workers"), low=0)
     check_bool(self.progress, n("progress"))
 
@@ -90,9 +92,12 @@ def validate(self: TrainConfig):
 def lr_factor(step: int, max_steps: int, warmup_steps: int = 0, schedule: str = "constant",
               min_lr_ratio: float = 0.0) -> float:
     "Multiplier of the peak learning rate for the update made at 0-based `step`."
+    check_int(step, "step", low=0); check_int(max_steps, "max_steps", low=1)
+    check_int(warmup_steps, "warmup_steps", low=0, high=max_steps)
+    check_choice(schedule, ("constant", "cosine"), "schedule")
+    check_float(min_lr_ratio, "min_lr_ratio", low=0, high=1)
     if step < warmup_steps: return (step + 1) / warmup_steps
     if schedule == "constant": return 1.0
-    check_choice(schedule, ("constant", "cosine"), "schedule")
     progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -103,12 +108,19 @@ class GlobalBatchSampler:
     "Yields this rank's micro-batches of indices for optimiser steps `start_step..max_steps-1`."
     def __init__(self, num_samples: int, batch_size: int, grad_accum_steps: int = 1, num_replicas: int = 1,
                  rank: int = 0, seed: int = 0, start_step: int = 0, max_steps: int = 1):
+        for name, value, low in (("num_samples", num_samples, 0), ("batch_size", batch_size, 1),
+                                 ("grad_accum_steps", grad_accum_steps, 1), ("num_replicas", num_replicas, 1),
+                                 ("seed", seed, 0), ("max_steps", max_steps, 0)):
+            check_int(value, name, low=low)
+        check_int(start_step, "start_step", low=0, high=max_steps)
         if batch_size % (grad_accum_steps * num_replicas):
-            raise ValueError(f"batch_size={batch_size} must be divisible by grad_accum_steps * num_processes "
-                             f"= {grad_accum_steps} * {num_replicas} so every rank gets equal micro-batches")
+            raise ValueError(f"batch_size: expected a number divisible by grad_accum_steps * num_processes "
+                             f"= {grad_accum_steps} * {num_replicas} (equal micro-batches on every rank), "
+                             f"got {batch_size}")
         if num_samples < batch_size:
-            raise ValueError(f"the dataset has {num_samples} samples, fewer than one global batch of {batch_size}")
-        if not 0 <= rank < num_replicas: raise ValueError(f"rank: expected a value in [0, {num_replicas}), got {rank}")
+            raise ValueError(f"num_samples: expected at least one global batch of {batch_size} samples in the dataset, "
+                             f"got {num_samples}")
+        check_index(rank, num_replicas, "rank")
         self.n, self.B, self.k, self.N, self.rank = num_samples, batch_size, grad_accum_steps, num_replicas, rank
         self.seed, self.start_step, self.max_steps = seed, start_step, max_steps
         self.steps_per_epoch = num_samples // batch_size
@@ -123,6 +135,7 @@ class GlobalBatchSampler:
 
     def global_batch(self, step: int) -> list[int]:
         "All `batch_size` indices of optimiser step `step` (every rank, every micro-batch)."
+        check_int(step, "step", low=0)
         epoch, j = divmod(step, self.steps_per_epoch)
         return self.permutation(epoch)[j * self.B:(j + 1) * self.B].tolist()
 
@@ -157,17 +170,38 @@ def _cpu_copies(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[k] = v.detach().cpu().clone(memory_format=torch.contiguous_format)
     return out
 
+def _check_json(value: Any, name: str):
+    "Raise naming the key path (`config['a'][0]`) of the first value JSON cannot hold exactly."
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str): raise TypeError(f"{name}: expected str keys (JSON), got the key {k!r}")
+            _check_json(v, f"{name}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value): _check_json(v, f"{name}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number (JSON has no NaN or inf), got {value!r}")
+    elif value is not None and not isinstance(value, (str, int, float)):
+        raise TypeError(f"{name}: expected a JSON value (str, number, bool, None, list or dict), "
+                        f"got {type(value).__name__}")
+
 def save_model(model: nn.Module, path: str | Path, config: Mapping | None = None) -> Path:
-    "Save `model`'s state dict to a safetensors file with metadata {architecture, config (JSON)}."
+    "Save `model`'s state dict to the safetensors file `path` (replaced if it exists), with architecture and config."
     if not isinstance(model, nn.Module): raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"config: expected a mapping of JSON values or None, got {type(config).__name__}")
+    _check_json(dict(config or {}), "config")
+    path = check_path(path, "path")
+    if path.is_dir():
+        raise ValueError(f"path: expected a file path (e.g. {path / 'model.safetensors'}), "
+                         f"got the existing directory {path}")
+    check_writable_dir(path.parent, "path", create=True)
     meta = {"format": "pt", "architecture": type(model).__name__, "config": json.dumps(dict(config or {}))}
     save_file(_cpu_copies(model.state_dict()), str(path), metadata=meta)
     return path
 
 def _open_checkpoint(path: str | Path) -> tuple[Path, dict, dict[str, tuple]]:
     "Metadata and key -> shape of a safetensors file, with clear errors."
-    path = Path(path)
+    path = check_path(path, "path")
     if not path.is_file(): raise FileNotFoundError(f"no checkpoint file at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -176,8 +210,11 @@ def _open_checkpoint(path: str | Path) -> tuple[Path, dict, dict[str, tuple]]:
 
 def model_metadata(path: str | Path) -> dict:
     "The `architecture` and `config` stored by `save_model` (None / {} when absent)."
-    _, meta, _ = _open_checkpoint(path)
-    return {"architecture": meta.get("architecture"), "config": json.loads(meta.get("config", "{}"))}
+    path, meta, _ = _open_checkpoint(path)
+    try: config = json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: metadata 'config': expected JSON, got {meta['config'][:60]!r} ({e})") from None
+    return {"architecture": meta.get("architecture"), "config": config}
 
 def _first(xs: Sequence, n: int = 5) -> str:
     "The first `n` items of `xs`, comma-separated, with the total when some are left out."
@@ -185,6 +222,7 @@ def _first(xs: Sequence, n: int = 5) -> str:
 
 def load_model(model: nn.Module, path: str | Path) -> nn.Module:
     "Load a `save_model` file into `model` in place, checking architecture, keys and shapes; returns `model`."
+    if not isinstance(model, nn.Module): raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
     path, meta, shapes = _open_checkpoint(path)
     arch, expected = meta.get("architecture"), type(model).__name__
     if arch is not None and arch != expected:
@@ -204,8 +242,13 @@ def load_model(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 # %% ../nbs/foundations/08_train.ipynb #2035feaa
+def _check_optimizer(optimizer: Any):
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+
 def save_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> Path:
     "Save `optimizer.state_dict()` as safetensors: tensors flattened, hyper-parameters as JSON metadata."
+    _check_optimizer(optimizer)
     sd, tensors, scalars = optimizer.state_dict(), {}, {}
     for pid, st in sd["state"].items():
         for name, v in st.items():
@@ -218,6 +261,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> Path:
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> torch.optim.Optimizer:
     "Inverse of `save_optimizer`; the optimiser must have been built over the same parameters."
+    _check_optimizer(optimizer)
     path, meta, _ = _open_checkpoint(path)
     if "param_groups" not in meta: raise ValueError(f"{path} is not an optimizer checkpoint (no param_groups metadata)")
     groups = json.loads(meta["param_groups"])
@@ -244,14 +288,31 @@ def get_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     meta = {"python": json.dumps(random.getstate()), "numpy": json.dumps([np_state[0], *np_state[2:]])}
     return tensors, meta
 
-def set_rng_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str]):
-    "Restore what `get_rng_state` returned."
-    torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
-    if cuda and torch.cuda.is_available(): torch.cuda.set_rng_state_all(cuda)
+def _set_python_rng(meta: Mapping[str, str]):
     v, internal, gauss = json.loads(meta["python"]); random.setstate((v, tuple(internal), gauss))
+
+def _set_numpy_rng(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str]):
     name, *rest = json.loads(meta["numpy"])
     np.random.set_state((name, tensors["numpy"].numpy().astype(np.uint32), *rest))
+
+def _set_cuda_rng(tensors: Mapping[str, torch.Tensor]):
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
+    if cuda and torch.cuda.is_available(): torch.cuda.set_rng_state_all(cuda)
+
+def set_rng_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], source: str = "RNG state"):
+    "Restore what `get_rng_state` returned; a state that does not apply raises (naming `source`) and changes nothing."
+    missing = [f"tensor {k!r}" for k in ("torch", "numpy") if k not in tensors] + \
+              [f"metadata {k!r}" for k in ("python", "numpy") if k not in meta]
+    if missing: raise ValueError(f"{source}: expected an RNG state (tensors 'torch' and 'numpy', metadata 'python' "
+                                 f"and 'numpy', as get_rng_state returns), missing {', '.join(missing)}")
+    before = get_rng_state()
+    parts = {"torch": lambda: torch.set_rng_state(tensors["torch"]), "cuda": lambda: _set_cuda_rng(tensors),
+             "python": lambda: _set_python_rng(meta), "numpy": lambda: _set_numpy_rng(tensors, meta)}
+    for part, apply in parts.items():
+        try: apply()
+        except Exception as e:
+            set_rng_state(*before)
+            raise ValueError(f"{source}: expected a valid RNG state, got an invalid {part!r} part ({e})") from None
 
 # %% ../nbs/foundations/08_train.ipynb #6112020f
 def _ema(values: Sequence[float], smoothing: float) -> list[float]:
@@ -262,14 +323,36 @@ def _ema(values: Sequence[float], smoothing: float) -> list[float]:
         out.append(avg / (1 - smoothing ** i))
     return out
 
+def _number(value: Any, name: str) -> int | float:
+    "A logged value as a plain int or float (a one-element tensor is unwrapped); anything else raises."
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1: raise TypeError(f"{name}: expected a number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {str(value)[:40]!r}")
+    return int(value) if isinstance(value, (int, np.integer)) else float(value)
+
+def _check_rows(rows: Any) -> list[dict]:
+    "History rows: a list of dicts, each with an int `step` and numbers."
+    if not isinstance(rows, (list, tuple)) or not all(isinstance(r, Mapping) for r in rows):
+        got = type(rows).__name__ if not isinstance(rows, (list, tuple)) else \
+            f"a {type(next(r for r in rows if not isinstance(r, Mapping))).__name__} among them"
+        raise TypeError(f"rows: expected a list of dicts with a 'step' key, got {got}")
+    for i, r in enumerate(rows):
+        if "step" not in r: raise ValueError(f"rows[{i}]: expected a dict with a 'step' key, got {dict(r)!r:.80}")
+        check_int(r["step"], f"rows[{i}]['step']", low=0)
+    return [dict(r) for r in rows]
+
 class History:
     "Logged metrics of a run: `rows` is a list of dicts with a `step` key."
-    def __init__(self, rows: Sequence[Mapping] | None = None): self.rows = [dict(r) for r in rows or []]
+    def __init__(self, rows: Sequence[Mapping] | None = None): self.rows = _check_rows([] if rows is None else rows)
     def __len__(self): return len(self.rows)
     def __repr__(self): return f"History({len(self.rows)} rows, keys={self.keys()})"
 
     def log(self, step: int, **values):
-        "Add `values` at `step`, merging into the last row when it has the same step."
+        "Add `values` (numbers) at `step`, merging into the last row when it has the same step."
+        check_int(step, "step", low=0)
+        values = {k: _number(v, k) for k, v in values.items()}
         if self.rows and self.rows[-1]["step"] == step: self.rows[-1].update(values)
         else: self.rows.append({"step": step, **values})
 
@@ -290,18 +373,39 @@ class History:
     def to_json(self, path: str | Path | None = None) -> str:
         "JSON text of the rows; also written to `path` when given."
         text = json.dumps(self.rows)
-        if path is not None: Path(path).write_text(text)
+        if path is not None:
+            path = check_path(path, "path")
+            if path.is_dir(): raise ValueError(f"path: expected a file path, got the existing directory {path}")
+            check_writable_dir(path.parent, "path", create=True)
+            path.write_text(text)
         return text
 
     @classmethod
-    def from_json(cls, text_or_path: str | Path) -> "History":
-        p = Path(text_or_path) if not str(text_or_path).lstrip().startswith("[") else None
-        return cls(json.loads(p.read_text() if p is not None else str(text_or_path)))
+    def from_json(cls, text: str) -> "History":
+        "The History whose `to_json()` is `text` (JSON text, not a path: for a file use `History.from_file`)."
+        if not isinstance(text, str):
+            raise TypeError(f"text: expected JSON text (for a file use History.from_file(path)), "
+                            f"got {type(text).__name__}")
+        try: rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"text: expected JSON rows, got {text[:40]!r} ({e})") from None
+        return cls(rows)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "History":
+        "The History that `to_json(path)` wrote."
+        path = check_path(path, "path")
+        if not path.is_file():
+            raise FileNotFoundError(f"path: expected a history file (from to_json), got no file at {path}")
+        try: return cls.from_json(path.read_text())
+        except (TypeError, ValueError) as e: raise type(e)(f"{path}: {e}") from None
 
     def plot(self, keys: Sequence[str] | None = None, smoothing: float = 0.8) -> Figure:
         "One panel per metric (default: `loss` and every `eval_` metric); noisy training metrics raw + smoothed."
+        smoothing = check_float(smoothing, "smoothing", low=0, high=1, high_inclusive=False)
+        if not self.rows: raise ValueError("History.plot: expected at least one logged row, got none")
         keys = list(keys) if keys is not None else [k for k in self.keys() if k == "loss" or k.startswith("eval_")]
-        if not keys: raise ValueError("History.plot: nothing to plot (no rows logged yet)")
+        if not keys: raise ValueError(f"keys: expected at least one metric of {self.keys()}, got none")
         import matplotlib.pyplot as plt       # lazily: only plotting needs pyplot
         fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
         plt.close(fig)                         # returned, not shown twice: Jupyter displays the return value
@@ -326,7 +430,7 @@ class Callback:
 
 class StopAtStep(Callback):
     "Stop once `step` optimiser steps have been made (e.g. to simulate an interruption)."
-    def __init__(self, step: int): self.step = step
+    def __init__(self, step: int): self.step = check_int(step, "step", low=1)
     def on_step_end(self, trainer, step, logs):
         if step >= self.step: trainer.should_stop = True
 
@@ -355,11 +459,34 @@ class ClampParameter(Callback):
 # %% ../nbs/foundations/08_train.ipynb #0d9c236a
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     "Two AdamW groups: weight decay on `ndim >= 2` parameters, none on biases and norm gains."
+    if not isinstance(model, nn.Module): raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    weight_decay = check_float(weight_decay, "weight_decay", low=0)
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad: (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+def _check_callbacks(callbacks: Any) -> list[Callback]:
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks: expected a list of Callback, got {type(callbacks).__name__}")
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks[{i}]: expected a Callback (a subclass of vlnotes.train.Callback), "
+                            f"got {type(cb).__name__}")
+    return list(callbacks)
+
+def _run_seed(seed: int, rank: int) -> int:
+    "The seed of rank `rank`'s random stream (dropout, augmentation) in a run with `TrainConfig.seed = seed`."
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+def _seeded_rng_state(seed: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    "The RNG state that `seed_everything(seed)` sets, leaving this process's generators as they are."
+    saved = get_rng_state()
+    try:
+        seed_everything(seed, deterministic=False)
+        return get_rng_state()
+    finally: set_rng_state(*saved)
 
 def _make_accelerator(config: TrainConfig) -> Accelerator:
     "An Accelerator for `config`; CPU unless CUDA is available."
@@ -374,6 +501,14 @@ def _make_accelerator(config: TrainConfig) -> Accelerator:
         AcceleratorState._reset_state()
         return Accelerator(**kwargs)
 
+def _metric_tensor(value: Any, name: str) -> torch.Tensor:
+    "A metric `loss_fn` returned, as a 0-d float tensor (on its device)."
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name}: expected a scalar, got a tensor of shape {tuple(value.shape)}")
+        return value.detach().float().reshape(())
+    return torch.tensor(float(_number(value, name)))
+
 def _unpack_loss(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     "`loss_fn`'s result -> (scalar loss, {metric: scalar tensor})."
     if isinstance(out, Mapping):
@@ -383,7 +518,7 @@ def _unpack_loss(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ValueError(f"loss_fn must return a scalar tensor (or dict(loss=scalar, ...)), got {got}")
-    return loss, {k: torch.as_tensor(v).detach().float().reshape(()) for k, v in metrics.items()}
+    return loss, {k: _metric_tensor(v, f"loss_fn: metric {k!r}") for k, v in metrics.items()}
 
 # %% ../nbs/foundations/08_train.ipynb #4c1ec44c
 class Trainer:
@@ -399,8 +534,14 @@ class Trainer:
         if not hasattr(train_data, "__len__") or not hasattr(train_data, "__getitem__"):
             raise TypeError(f"train_data: expected a map-style Dataset (len and indexing), "
                             f"got {type(train_data).__name__}")
+        if optimizer is not None: _check_optimizer(optimizer)
+        for name, fn in (("eval_fn", eval_fn), ("collate_fn", collate_fn)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name}: expected a callable or None, got {type(fn).__name__}")
+        if config.checkpoint_dir is not None:
+            check_writable_dir(config.checkpoint_dir, "TrainConfig.checkpoint_dir")
         self.config, self.loss_fn, self.eval_fn, self.train_data = config, loss_fn, eval_fn, train_data
-        self.callbacks, self.collate_fn = list(callbacks), collate_fn
+        self.callbacks, self.collate_fn = _check_callbacks(callbacks), collate_fn
         self.accelerator = acc = _make_accelerator(config)
         # validate the sharding now, not at the first step
         GlobalBatchSampler(len(train_data), config.batch_size, config.grad_accum_steps,
@@ -415,6 +556,11 @@ class Trainer:
         self.optimizer = acc.prepare(optimizer)
         self.step, self.history, self.should_stop = 0, History(), False
         self._last_eval_step = self._last_ckpt_step = None
+        # the run's own random stream, derived from (config.seed, rank): see "Seeds" below
+        self._rng_state = _seeded_rng_state(_run_seed(config.seed, acc.process_index))
+        self._log_window: list[dict] = []            # logs of the steps since the last history row
+        self._resume_rows: list[dict] | None = None  # after an early stop: the rows an uninterrupted run has here
+        self._fitting = False
 
     @property
     def unwrapped_model(self) -> nn.Module:
@@ -480,17 +626,25 @@ def train_step(self: Trainer, batches: Iterator) -> dict[str, float]:
     return logs
 
 # %% ../nbs/foundations/08_train.ipynb #1abc1770
+def _eval_metrics(out: Any) -> dict[str, float]:
+    "What `eval_fn` returned, checked: a dict of metric name -> number (a float, an int, a one-element tensor)."
+    if not isinstance(out, Mapping):
+        raise TypeError(f"eval_fn: expected a dict of metric name -> number, "
+                        f"got {type(out).__name__} {str(out)[:40]!r}")
+    for k in out:
+        if not isinstance(k, str): raise TypeError(f"eval_fn: expected str metric names, got the key {k!r}")
+    return {k: float(_number(v, f"eval_fn: metric {k!r}")) for k, v in out.items()}
+
 @patch
 def evaluate(self: Trainer) -> dict[str, float]:
     "Run `eval_fn` (model in eval mode, no grad), log its metrics with an `eval_` prefix, call `on_eval`."
     if self.eval_fn is None: return {}
     model = self.unwrapped_model; was_training = model.training
     model.eval()
-    with torch.no_grad(), self._autocast(): out = self.eval_fn(model)
-    model.train(was_training)
-    if not isinstance(out, Mapping):
-        raise TypeError(f"eval_fn must return a dict of floats, got {type(out).__name__}")
-    metrics = {(k if k.startswith("eval") else f"eval_{k}"): float(v) for k, v in out.items()}
+    try:
+        with torch.no_grad(), self._autocast(): out = self.eval_fn(model)
+    finally: model.train(was_training)
+    metrics = {(k if k.startswith("eval") else f"eval_{k}"): v for k, v in _eval_metrics(out).items()}
     self.history.log(self.step, **metrics)
     self._last_eval_step = self.step
     self._callback("on_eval", self.step, metrics)
@@ -500,6 +654,15 @@ def evaluate(self: Trainer) -> dict[str, float]:
 def _callback(self: Trainer, hook: str, *args):
     "Call `hook` on every callback, in order."
     for cb in self.callbacks: getattr(cb, hook)(self, *args)
+
+@patch
+def _guarded(self: Trainer, fn: Callable, *args):
+    "Run a user hook (`evaluate` -> `eval_fn`, callbacks); if it raises, checkpoint the training done so far first."
+    try: return fn(*args)
+    except Exception:
+        if self.config.checkpoint_dir is not None and self.step > 0 and self._last_ckpt_step != self.step:
+            self.save_checkpoint()
+        raise
 
 @patch
 def _sync_stop(self: Trainer):
@@ -515,30 +678,61 @@ def fit(self: Trainer, resume_from: str | Path | None = None) -> History:
     (or a `checkpoint_dir` to take its latest)."""
     c, acc = self.config, self.accelerator
     if resume_from is not None: self.load_checkpoint(resume_from)
+    if self._resume_rows is not None: self.history = History(self._resume_rows)   # go on as if never stopped
+    self._resume_rows = None
     self.should_stop, start, acc.step = False, self.step, 0   # acc.step: Accelerate's micro-step counter
     acc.gradient_accumulation_steps = c.grad_accum_steps      # Accelerate's gradient state is process-wide
     self.model.train(); self.optimizer.zero_grad(set_to_none=True)
-    batches, window = iter(self._loader()), []
-    self._callback("on_train_begin")
-    bar = tqdm(total=c.max_steps, initial=self.step, desc="train", disable=not (c.progress and acc.is_main_process))
-    while self.step < c.max_steps and not self.should_stop:
-        logs = self.train_step(batches)
-        self.step += 1; window.append(logs)
-        if self.step % c.log_every == 0 or self.step == c.max_steps:
-            self.history.log(self.step, **{k: sum(w[k] for w in window) / len(window) for k in window[0]})
-            window = []
-        bar.update(1); bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs['lr']:.3g}", refresh=False)
-        self._callback("on_step_end", self.step, logs)
-        if c.eval_every and self.step % c.eval_every == 0: self.evaluate()
-        if c.checkpoint_every and self.step % c.checkpoint_every == 0: self.save_checkpoint()
-        self._sync_stop()
-    if window: self.history.log(self.step, **{k: sum(w[k] for w in window) / len(window) for k in window[0]})
-    if self.step > start and self._last_eval_step != self.step: self.evaluate()
-    if self.step > start and c.checkpoint_dir is not None and self._last_ckpt_step != self.step:
-        self.save_checkpoint()
-    bar.close()
-    self._callback("on_train_end")
+    caller_rng = get_rng_state()
+    set_rng_state(*self._rng_state)                           # the run's own stream; the caller's comes back after
+    self._fitting = True
+    try:
+        self._train_loop()
+        self._finish(start)
+    finally:
+        self._fitting = False
+        self._rng_state = get_rng_state()
+        set_rng_state(*caller_rng)
     return self.history
+
+@patch
+def _window_mean(self: Trainer) -> dict[str, float]:
+    "Each logged value averaged over the steps since the last history row."
+    w = self._log_window
+    return {k: sum(s[k] for s in w) / len(w) for k in w[0]}
+
+@patch
+def _train_loop(self: Trainer):
+    "Step until `max_steps` or a stop, logging, calling back, evaluating and checkpointing on their schedules."
+    c, acc = self.config, self.accelerator
+    batches = iter(self._loader())
+    self._guarded(self._callback, "on_train_begin")
+    bar = tqdm(total=c.max_steps, initial=self.step, desc="train", disable=not (c.progress and acc.is_main_process))
+    try:
+        while self.step < c.max_steps and not self.should_stop:
+            logs = self.train_step(batches)
+            self.step += 1; self._log_window.append(logs)
+            if self.step % c.log_every == 0 or self.step == c.max_steps:
+                self.history.log(self.step, **self._window_mean())
+                self._log_window = []
+            bar.update(1); bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs['lr']:.3g}", refresh=False)
+            self._guarded(self._callback, "on_step_end", self.step, logs)
+            if c.eval_every and self.step % c.eval_every == 0: self._guarded(self.evaluate)
+            if c.checkpoint_every and self.step % c.checkpoint_every == 0: self.save_checkpoint()
+            self._sync_stop()
+    finally: bar.close()
+
+@patch
+def _finish(self: Trainer, start: int):
+    "After the loop: log a partial window, evaluate and checkpoint once more (if anything was trained); `on_train_end`."
+    c = self.config
+    if self.step > start:
+        if self.step < c.max_steps:                 # stopped early: what a resumed run continues from
+            self._resume_rows = [dict(r) for r in self.history.rows]
+        if self._log_window: self.history.log(self.step, **self._window_mean())   # the window is kept for a resume
+        if self._last_eval_step != self.step: self._guarded(self.evaluate)
+        if c.checkpoint_dir is not None and self._last_ckpt_step != self.step: self.save_checkpoint()
+    self._guarded(self._callback, "on_train_end")
 
 # %% ../nbs/foundations/08_train.ipynb #5661a166
 @patch
@@ -551,7 +745,8 @@ def _check_checkpointable(self: Trainer):
 
 @patch
 def _trainer_state(self: Trainer) -> dict:
-    "The JSON part of a checkpoint: step, config, data position, schedule, versions and history."
+    """The JSON part of a checkpoint: step, config, data position, schedule, versions, history and the logs since its
+    last row; after an early stop also `resume_history`, the history without the end-of-run rows."""
     c, n = self.config, len(self.train_data)
     steps_per_epoch = GlobalBatchSampler(n, c.batch_size, c.grad_accum_steps).steps_per_epoch
     return {"step": self.step, "config": c.to_dict(), "world_size": self.accelerator.num_processes,
@@ -559,7 +754,8 @@ def _trainer_state(self: Trainer) -> dict:
                      "batch_in_epoch": self.step % steps_per_epoch, "num_samples": n},
             "lr_factor": lr_factor(self.step, c.max_steps, c.warmup_steps, c.schedule, c.min_lr_ratio),
             "versions": {"torch": torch.__version__, "accelerate": accelerate.__version__},
-            "history": self.history.rows}
+            "history": self.history.rows, "log_window": self._log_window,
+            **({"resume_history": self._resume_rows} if self._resume_rows is not None else {})}
 
 # %% ../nbs/foundations/08_train.ipynb #dfe1e897
 @patch
@@ -569,14 +765,14 @@ def save_checkpoint(self: Trainer, path: str | Path | None = None) -> Path:
     acc = self.accelerator
     if path is None:
         if self.config.checkpoint_dir is None:
-            raise ValueError("save_checkpoint: give a path or set config.checkpoint_dir")
+            raise ValueError("path: expected a folder (or config.checkpoint_dir set), got None")
         path = Path(self.config.checkpoint_dir) / f"step_{self.step:08d}"
-    path = Path(path)
+    path = check_writable_dir(path, "path")
     if acc.is_main_process:
         path.mkdir(parents=True, exist_ok=True)
         (path / "trainer_state.json").unlink(missing_ok=True)   # written last: marks a complete checkpoint
     acc.wait_for_everyone()
-    rng, rng_meta = get_rng_state()
+    rng, rng_meta = get_rng_state() if self._fitting else self._rng_state   # the run's stream, not the caller's
     save_file(_cpu_copies(rng), str(path / f"rng_state_{acc.process_index}.safetensors"), metadata=rng_meta)
     if acc.is_main_process:
         save_model(self.unwrapped_model, path / "model.safetensors")
@@ -593,34 +789,72 @@ def save_checkpoint(self: Trainer, path: str | Path | None = None) -> Path:
 # %% ../nbs/foundations/08_train.ipynb #45695e5f
 def latest_checkpoint(path: str | Path) -> Path:
     "`path` itself if it is a complete checkpoint, else its newest complete `step_*` subfolder."
-    path = Path(path)
+    path = check_path(path, "path")
     if (path / "trainer_state.json").exists(): return path
     done = sorted(p for p in path.glob("step_*") if (p / "trainer_state.json").exists())
     if not done:
         raise FileNotFoundError(f"no complete checkpoint (a folder with trainer_state.json) at or under {path}")
     return done[-1]
 
+_STATE_TYPES = {"step": int, "config": dict, "data": dict, "history": list}
+_KIND_NAMES = {int: "an int", dict: "an object", list: "a list"}
+
+def _check_log_window(window: Any, name: str) -> list[dict]:
+    "The logs of an open logging window: a list of dicts of numbers."
+    if not isinstance(window, list) or not all(isinstance(w, dict) for w in window):
+        raise TypeError(f"{name}: expected a list of dicts of numbers, got {type(window).__name__}")
+    return [{k: _number(v, f"{name}[{i}][{k!r}]") for k, v in w.items()} for i, w in enumerate(window)]
+
+def _read_trainer_state(file: Path) -> dict:
+    "`trainer_state.json`, checked: a resume fails here, naming the file and key, rather than half-way."
+    try: state = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file}: expected the JSON object save_checkpoint writes, got invalid JSON ({e}); "
+                         f"is it truncated?") from None
+    if not isinstance(state, dict): raise TypeError(f"{file}: expected a JSON object, got {type(state).__name__}")
+    missing = [k for k in _STATE_TYPES if k not in state]
+    if missing: raise ValueError(f"{file}: expected the keys {list(_STATE_TYPES)}, missing {missing}")
+    for key, kind in _STATE_TYPES.items():
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise TypeError(f"{file}: key {key!r}: expected {_KIND_NAMES[kind]}, "
+                            f"got {type(state[key]).__name__} {str(state[key])[:40]!r}")
+    check_int(state["step"], f"{file}: key 'step'", low=0)
+    for key in ("history", "resume_history"):
+        try: History(state[key]) if state.get(key) is not None else None
+        except (TypeError, ValueError) as e: raise type(e)(f"{file}: key {key!r}: {e}") from None
+    state["log_window"] = _check_log_window(state.get("log_window", []), f"{file}: key 'log_window'")
+    return state
+
+def _read_rng_state(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    "An `rng_state_<rank>.safetensors` file, checked by applying it (and putting the current state back)."
+    _, meta, _ = _open_checkpoint(file)
+    try: tensors = load_file(str(file))
+    except Exception as e: raise ValueError(f"not a valid safetensors checkpoint: {file} ({e})") from None
+    current = get_rng_state()
+    set_rng_state(tensors, meta, source=str(file))
+    set_rng_state(*current)
+    return tensors, meta
+
 @patch
 def load_checkpoint(self: Trainer, path: str | Path) -> Path:
     "Restore everything `save_checkpoint` wrote; `path` may be a `checkpoint_dir` (its latest complete checkpoint)."
     self._check_checkpointable()
     path = latest_checkpoint(path)
-    state = json.loads((path / "trainer_state.json").read_text())
+    state = _read_trainer_state(path / "trainer_state.json")
     old = state["config"]
     changed = [k for k in ("batch_size", "seed", "grad_accum_steps") if old.get(k) != getattr(self.config, k)]
-    if changed or state["data"]["num_samples"] != len(self.train_data):
+    if changed or state["data"].get("num_samples") != len(self.train_data):
         warnings.warn(f"resuming {path} with a different {changed or 'dataset size'}: "
                       f"the run continues, but not exactly")
+    rng_file = path / f"rng_state_{self.accelerator.process_index}.safetensors"
+    rng = _read_rng_state(rng_file) if rng_file.exists() else None
     load_model(self.unwrapped_model, path / "model.safetensors")
     load_optimizer(self.optimizer, path / "optimizer.safetensors")
-    rng_file = path / f"rng_state_{self.accelerator.process_index}.safetensors"
-    if rng_file.exists():
-        with safe_open(str(rng_file), "pt") as f: meta = f.metadata()
-        set_rng_state(load_file(str(rng_file)), meta)
-    else:
+    if rng is None:
         warnings.warn(f"{rng_file.name} missing (resuming with more processes?): "
                       f"RNG re-seeded, resume is not exact")
-        seed_everything(self.config.seed + self.accelerator.process_index, deterministic=False)
-    self.step, self.history = state["step"], History(state["history"])
+        rng = _seeded_rng_state(_run_seed(self.config.seed, self.accelerator.process_index))
+    self._rng_state, self.step, self.history = rng, state["step"], History(state["history"])
+    self._log_window, self._resume_rows = [dict(w) for w in state["log_window"]], state.get("resume_history")
     self._last_eval_step = self._last_ckpt_step = self.step
     return path

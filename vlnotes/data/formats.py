@@ -6,7 +6,7 @@ Docs: https://vlnotes.github.io/vlnotes/foundations/formats.html.md"""
 
 # %% ../../nbs/foundations/06_formats.ipynb #e07b8afa
 from __future__ import annotations
-import json, pickle
+import codecs, hashlib, json, math, os, pickle, re, string, struct
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -19,35 +19,39 @@ from fastcore.basics import patch
 from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset
 
-from ..core import check_choice, check_index, check_int, check_pair, find_project_root
+from ..core import (check_bool, check_choice, check_dtype, check_finite, check_float, check_index, check_int,
+                    check_pair, check_path, check_shape, check_str, check_strings, check_writable_dir,
+                    find_project_root)
 from .world import collate
 
 # %% auto #0
-__all__ = ['KARPATHY_SPLITS', 'CIFAR10_FILES', 'need_file', 'need_dir', 'read_json', 'get_key', 'load_image', 'make_sample',
-           'SampleDataset', 'write_fixtures', 'fixtures_dir', 'CocoCaptions', 'xywh_to_xyxy', 'polygons_to_mask',
+__all__ = ['MAX_IMAGE_SIDE', 'KARPATHY_SPLITS', 'VQA_HUMAN_ANSWERS', 'CIFAR10_FOLDER', 'CIFAR10_MD5', 'CIFAR10_FILES',
+           'need_file', 'need_dir', 'read_json', 'get_key', 'path_inside', 'load_image', 'make_sample', 'SampleDataset',
+           'write_fixtures', 'fixtures_dir', 'CocoCaptions', 'xywh_to_xyxy', 'polygons_to_mask', 'check_rle',
            'rle_decode', 'rle_encode', 'segmentation_to_mask', 'CocoInstances', 'KarpathyCaptions', 'normalize_answer',
            'vqa_score', 'vqa_targets', 'VQAv2', 'ImageFolder', 'CIFAR10']
 
 # %% ../../nbs/foundations/06_formats.ipynb #586afa94
-def need_file(path: str | Path, what: str) -> Path:
-    "`path` as a `Path`; `FileNotFoundError` naming the path and the expected file when it is missing."
-    p = Path(path)
+def need_file(path: str | Path, what: str, name: str = "path") -> Path:
+    "`path` as a `Path`; `FileNotFoundError` naming the argument, the path and the expected file when it is missing."
+    p = check_path(path, name)
     if not p.is_file():
         hint = " (it is a directory)" if p.is_dir() else ""
-        raise FileNotFoundError(f"expected {what} at {p}, but no such file exists{hint}")
+        raise FileNotFoundError(f"{name}: expected {what} at {p}, but no such file exists{hint}")
     return p
 
-def need_dir(path: str | Path, what: str) -> Path:
+def need_dir(path: str | Path, what: str, name: str = "path") -> Path:
     "`path` as a `Path`; `FileNotFoundError` when the directory is missing."
-    p = Path(path)
-    if not p.is_dir(): raise FileNotFoundError(f"expected {what} at {p}, but no such directory exists")
+    p = check_path(path, name)
+    if not p.is_dir(): raise FileNotFoundError(f"{name}: expected {what} at {p}, but no such directory exists")
     return p
 
-def read_json(path: str | Path, what: str) -> Any:
+def read_json(path: str | Path, what: str, name: str = "path") -> Any:
     "Parse the JSON file at `path` (`what` describes it for error messages)."
-    p = need_file(path, what)
+    p = need_file(path, what, name)
     try: return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e: raise ValueError(f"{p} ({what}) is not valid JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{name}: expected {what} at {p}, got a file that is not valid JSON: {e}") from e
 
 def get_key(d: Any, key: str, file: str | Path, where: str = "the top level") -> Any:
     "`d[key]`, or a `ValueError` naming the missing key, where it was expected and the file."
@@ -57,41 +61,111 @@ def get_key(d: Any, key: str, file: str | Path, where: str = "the top level") ->
         raise ValueError(f"{file}: missing key {key!r} at {where} (found keys {sorted(d)[:8]})")
     return d[key]
 
+# %% ../../nbs/foundations/06_formats.ipynb #a7c31e02
+def _field(file: Path, where: str, key: str) -> str:
+    "How messages name a field of a data file: `file: where.key`."
+    return f"{file}: {where}.{key}"
+
+def _json_list(d: Any, key: str, file: Path, where: str = "the top level") -> list:
+    "`d[key]`, which must be a JSON list."
+    v = get_key(d, key, file, where)
+    if not isinstance(v, list):
+        raise TypeError(f"{_field(file, where, key)}: expected a JSON list, got {type(v).__name__} {v!r:.80}")
+    return v
+
+def _json_int(d: Any, key: str, file: Path, where: str, low: int | None = 0) -> int:
+    return check_int(get_key(d, key, file, where), _field(file, where, key), low)
+
+def _json_str(d: Any, key: str, file: Path, where: str, allow_empty: bool = False) -> str:
+    return check_str(get_key(d, key, file, where), _field(file, where, key), allow_empty)
+
+# %% ../../nbs/foundations/06_formats.ipynb #a7c31e04
+def _relative_name(value: Any, name: str) -> str:
+    "A file name from a data file: a relative path that does not climb out of its folder (checked without disk access)."
+    s = check_str(value, name)
+    if "\0" in s or os.path.isabs(s) or os.path.normpath(s).split(os.sep)[0] == "..":
+        raise ValueError(f"{name}: expected a relative path inside the image folder, got {s!r}")
+    return s
+
+def path_inside(folder: str | Path, relative: str | Path, name: str) -> Path:
+    """`folder / relative` with symlinks resolved; a `ValueError` naming `name`, the folder and the value when it
+    lies outside `folder` (an absolute path, `..`, or a link that points elsewhere)."""
+    root = Path(folder).resolve()
+    p = (root / relative).resolve()
+    if p != root and root not in p.parents:
+        raise ValueError(f"{name}: expected a path inside the image folder {folder}, got {str(relative)!r}, "
+                         f"which resolves to {p}")
+    return p
+
 # %% ../../nbs/foundations/06_formats.ipynb #649077da
+MAX_IMAGE_SIDE = 16384   # larger sides are a typo or a decompression bomb, not a training size
+
+def _image_size(value: Any, name: str = "image_size") -> tuple[int, int]:
+    "`check_pair`, bounded by `MAX_IMAGE_SIDE` so a typo cannot allocate gigabytes."
+    h, w = check_pair(value, name)
+    if max(h, w) > MAX_IMAGE_SIDE:
+        raise ValueError(f"{name}: expected sides of at most {MAX_IMAGE_SIDE} pixels, got {value!r}")
+    return h, w
+
+_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
 def load_image(path: str | Path, image_size: int | Sequence[int]) -> tuple[torch.Tensor, tuple[int, int]]:
     """Image at `path` as an RGB float tensor `(3, H, W)` in [0, 1] resized to `image_size` (an int or `(H, W)`),
     and its original `(h, w)`."""
-    H, W = check_pair(image_size, "image_size")
-    with Image.open(need_file(path, "an image file")) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        if (h, w) != (H, W): im = im.resize((W, H), Image.BILINEAR)
-        x = torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+    H, W = _image_size(image_size)
+    p = need_file(path, "an image file")
+    try:
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            if (h, w) != (H, W): im = im.resize((W, H), Image.BILINEAR)
+            x = torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+    except _IMAGE_ERRORS as e:
+        raise ValueError(f"path: expected an image file PIL can decode at {p}, got a corrupt, truncated or "
+                         f"non-image file ({type(e).__name__}: {e})") from e
     return x, (h, w)
 
 # %% ../../nbs/foundations/06_formats.ipynb #8f3cfefa
+def _check_targets(image: torch.Tensor, boxes, labels, masks, semantic, depth) -> torch.Tensor:
+    "Check the tensor fields of a sample against each other (`N` objects, an `H x W` image); the boxes, as float."
+    dims = check_shape(image, (3, "H", "W"), "image")
+    check_dtype(image, "float", "image")
+    boxes = torch.zeros(0, 4) if boxes is None else boxes
+    check_shape(boxes, ("N", 4), "boxes", dims); check_finite(boxes, "boxes")
+    if labels is not None: check_shape(labels, ("N",), "labels", dims); check_dtype(labels, "int", "labels")
+    elif dims["N"]: raise ValueError(f"labels: expected one label per box ({dims['N']}), got None")
+    if masks is not None: check_shape(masks, ("N", "H", "W"), "masks", dims); check_dtype(masks, "bool", "masks")
+    if semantic is not None:
+        check_shape(semantic, ("H", "W"), "semantic", dims); check_dtype(semantic, "int", "semantic")
+    if depth is not None:
+        check_shape(depth, ("H", "W"), "depth", dims); check_dtype(depth, "float", "depth")
+        check_finite(depth, "depth")
+    return boxes.float()
+
 def make_sample(image: torch.Tensor, *, source: str, index: int, split: str, captions: Sequence[str] = (),
                 label: int = -1, boxes: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 masks: torch.Tensor | None = None, semantic: torch.Tensor | None = None,
                 depth: torch.Tensor | None = None, questions: Sequence[str] = (), answers: Sequence[str] = (),
                 **meta) -> dict:
-    """A sample in the shared schema; missing boxes become an empty `(0, 4)` tensor, other missing fields
-    `None`/empty."""
-    if len(questions) != len(answers) and len(answers) != 0:
-        raise ValueError(f"questions and answers must have the same length, "
-                         f"got {len(questions)} and {len(answers)}")
-    return dict(image=image, captions=list(captions), label=int(label),
-                boxes=torch.zeros(0, 4) if boxes is None else boxes.float(),
+    """A sample in the shared schema, every field checked; missing boxes become an empty `(0, 4)` tensor, other
+    missing fields `None`/empty."""
+    boxes = _check_targets(image, boxes, labels, masks, semantic, depth)
+    captions, questions, answers = (check_strings(v, n, allow_empty=True) for v, n in
+                                    ((captions, "captions"), (questions, "questions"), (answers, "answers")))
+    if answers and len(questions) != len(answers):
+        raise ValueError(f"answers: expected one answer per question ({len(questions)}) or none, got {len(answers)}")
+    return dict(image=image, captions=captions, label=check_int(label, "label", -1), boxes=boxes,
                 labels=torch.zeros(0, dtype=torch.long) if labels is None else labels.long(),
-                masks=masks, semantic=semantic, depth=depth, questions=list(questions), answers=list(answers),
-                meta=dict(source=source, index=index, split=split, **meta))
+                masks=masks, semantic=semantic, depth=depth, questions=questions, answers=answers,
+                meta=dict(source=check_str(source, "source"), index=check_int(index, "index", 0),
+                          split=check_str(split, "split"), **meta))
 
 # %% ../../nbs/foundations/06_formats.ipynb #8d26c3b9
 class SampleDataset(Dataset):
     "Base of the readers: checked indexing, the shared `collate` and a `loader` helper."
     source = "unknown"
     def __init__(self, image_size: int | Sequence[int], split: str):
-        self.image_size, self.split = check_pair(image_size, "image_size"), split
+        self.image_size, self.split = _image_size(image_size), check_str(split, "split")
         self.class_names: list[str] = []
         self._items: list = []
 
@@ -106,7 +180,8 @@ class SampleDataset(Dataset):
 
     def loader(self, batch_size: int = 8, shuffle: bool = False, **kwargs) -> DataLoader:
         "A `DataLoader` batching with the shared `collate`."
-        return DataLoader(self, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, **kwargs)
+        return DataLoader(self, batch_size=check_int(batch_size, "batch_size", 1),
+                          shuffle=check_bool(shuffle, "shuffle"), collate_fn=collate, **kwargs)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(source={self.source!r}, split={self.split!r}, n={len(self)}, "
@@ -256,7 +331,7 @@ def _cifar_fixtures(root: Path) -> list[Path]:
 # %% ../../nbs/foundations/06_formats.ipynb #d2766b91
 def write_fixtures(root: str | Path) -> list[Path]:
     "Write tiny COCO, Flickr30k (Karpathy), VQAv2, ImageFolder and CIFAR-10 files in their real formats under `root`."
-    root = Path(root)
+    root = check_writable_dir(root, "root", create=True)
     return (_coco_fixtures(root) + _flickr_fixtures(root) + _vqa_fixtures(root)
             + _imagefolder_fixtures(root) + _cifar_fixtures(root))
 
@@ -270,19 +345,39 @@ def fixtures_dir() -> Path:
 
 # %% ../../nbs/foundations/06_formats.ipynb #ff953e4c
 def _coco_split(annotation_file: Path, split: str | None) -> str:
-    if split is not None: return split
+    if split is not None: return check_str(split, "split")
     stem = annotation_file.stem
     return stem.split("_", 1)[1] if "_" in stem else stem
 
 def _coco_images(data: Any, file: Path) -> dict[int, dict]:
-    "COCO `images` by id, each checked for `id` and `file_name`."
-    images = get_key(data, "images", file)
+    "COCO `images` by id, each checked for a unique int `id`, a `file_name` inside the image folder and its size."
     out = {}
-    for k, im in enumerate(images):
+    for k, im in enumerate(_json_list(data, "images", file)):
         where = f"images[{k}]"
-        get_key(im, "file_name", file, where)
-        out[get_key(im, "id", file, where)] = dict(im)
+        img_id = _json_int(im, "id", file, where)
+        if img_id in out:
+            raise ValueError(f"{_field(file, where, 'id')}: expected a unique image id, got {img_id} again")
+        _relative_name(get_key(im, "file_name", file, where), _field(file, f"{where} (id {img_id})", "file_name"))
+        for key in ("height", "width"):
+            if key in im: _json_int(im, key, file, where, 1)
+        out[img_id] = dict(im)
     return out
+
+def _coco_captions(data: Any, file: Path, images: Mapping[int, dict]) -> dict[int, list[str]]:
+    "Captions by image id; each annotation names a known image and holds a non-empty string caption."
+    caps = defaultdict(list)
+    for k, a in enumerate(_json_list(data, "annotations", file)):
+        where = f"annotations[{k}]"
+        img = _json_int(a, "image_id", file, where)
+        if img not in images:
+            raise ValueError(f"{_field(file, where, 'image_id')}: expected an id listed in 'images', got {img}")
+        caps[img].append(_json_str(a, "caption", file, where).strip())
+    return caps
+
+def _coco_image_path(reader: SampleDataset, img_id: int) -> Path:
+    "The checked path of image `img_id` of a COCO reader (resolved, inside `image_dir`)."
+    name = reader._images[img_id]["file_name"]
+    return path_inside(reader.image_dir, name, f"{reader._file}: image id {img_id} file_name")
 
 # %% ../../nbs/foundations/06_formats.ipynb #01fdce02
 class CocoCaptions(SampleDataset):
@@ -290,58 +385,84 @@ class CocoCaptions(SampleDataset):
     source = "coco"
     def __init__(self, image_dir: str | Path, annotation_file: str | Path, image_size: int | Sequence[int] = 224,
                  split: str | None = None):
-        file = need_file(annotation_file, "a COCO captions file (captions_*.json with 'images' and 'annotations')")
-        self.image_dir = need_dir(image_dir, "the COCO image directory (e.g. train2017/)")
+        file = need_file(annotation_file, "a COCO captions file (captions_*.json with 'images' and 'annotations')",
+                         "annotation_file")
+        self.image_dir = need_dir(image_dir, "the COCO image directory (e.g. train2017/)", "image_dir")
         super().__init__(image_size, _coco_split(file, split))
-        data = read_json(file, "a COCO captions file")
-        self._images = _coco_images(data, file)
-        caps = defaultdict(list)
-        for k, a in enumerate(get_key(data, "annotations", file)):
-            img = get_key(a, "image_id", file, f"annotations[{k}]")
-            if img not in self._images:
-                raise ValueError(f"{file}: annotations[{k}] refers to image_id {img}, which is not in 'images'")
-            caps[img].append(str(get_key(a, "caption", file, f"annotations[{k}]")).strip())
-        self._captions = caps
-        self._items = sorted(i for i in self._images if caps[i])
+        data = read_json(file, "a COCO captions file", "annotation_file")
+        self._file, self._images = file, _coco_images(data, file)
+        self._captions = _coco_captions(data, file, self._images)
+        self._items = sorted(i for i in self._images if self._captions[i])
 
     @property
     def image_ids(self) -> list[int]: return list(self._items)
 
     def _sample(self, i: int) -> dict:
-        img_id = self._items[i]; info = self._images[img_id]
-        image, hw = load_image(self.image_dir / info["file_name"], self.image_size)
+        img_id = self._items[i]
+        image, hw = load_image(_coco_image_path(self, img_id), self.image_size)
         return make_sample(image, source=self.source, index=i, split=self.split, captions=self._captions[img_id],
-                           image_id=img_id, file_name=info["file_name"], orig_size=hw)
+                           image_id=img_id, file_name=self._images[img_id]["file_name"], orig_size=hw)
 
 # %% ../../nbs/foundations/06_formats.ipynb #65c550e9
 def xywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    "COCO `[x, y, w, h]` boxes `(N, 4)` -> corners `[x0, y0, x1, y1]`."
+    "COCO `[x, y, w, h]` boxes `(N, 4)` (finite, `w, h >= 0`) -> corners `[x0, y0, x1, y1]`."
+    check_shape(boxes, (None, 4), "boxes"); check_finite(boxes, "boxes")
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise ValueError(f"boxes: expected a float or int dtype, got {boxes.dtype}")
+    negative = (boxes[:, 2:] < 0).any(1).nonzero().flatten()
+    if len(negative):
+        k = int(negative[0])
+        raise ValueError(f"boxes: expected [x, y, w, h] with w, h >= 0, got {boxes[k].tolist()} at row {k}")
     x, y, w, h = boxes.unbind(-1)
     return torch.stack([x, y, x + w, y + h], -1)
 
 _SUPERSAMPLE = 4
+_NUMBER = (int, float)   # JSON numbers (bools are ints in Python but not coordinates: checked by type)
+
+def _check_polygons(polygons: Any, name: str) -> list:
+    "COCO polygons: a list of flat `[x0, y0, x1, y1, ...]` lists of finite numbers, each of even length >= 6."
+    if not isinstance(polygons, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of polygons [x0, y0, x1, y1, ...], got {type(polygons).__name__}")
+    for k, poly in enumerate(polygons):
+        if not isinstance(poly, (list, tuple)) or len(poly) < 6 or len(poly) % 2:
+            got = f"{len(poly)} coordinates" if isinstance(poly, (list, tuple)) else \
+                f"{type(poly).__name__} {poly!r:.40}"
+            raise ValueError(f"{name}: polygon {k}: expected an even number (>= 6) of coordinates x0, y0, x1, y1, "
+                             f"..., got {got}")
+        if not all(type(v) in _NUMBER for v in poly) or not math.isfinite(sum(poly)):   # fast path: one pass
+            for j, v in enumerate(poly): check_float(v, f"{name}: polygon {k} coordinate {j}")
+            raise ValueError(f"{name}: polygon {k}: expected finite coordinates, got a sum of {sum(poly)}")
+    return list(polygons)
+
+def _scale_pair(value: Any, name: str) -> tuple[float, float]:
+    "A pair `(sx, sy)` of positive finite numbers."
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name}: expected a pair (sx, sy) of positive numbers, got {value!r:.80}")
+    sx, sy = (check_float(v, name, 0, low_inclusive=False) for v in value)
+    return sx, sy
 
 def polygons_to_mask(polygons: Sequence[Sequence[float]], size_hw: tuple[int, int],
                      scale_xy: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
     "Rasterise COCO polygons (coordinates scaled by `scale_xy`) into a bool mask of `size_hw`."
-    H, W = size_hw; sx, sy = scale_xy[0] * _SUPERSAMPLE, scale_xy[1] * _SUPERSAMPLE
+    polygons = _check_polygons(polygons, "polygons")
+    (H, W), (sx, sy) = _image_size(size_hw, "size_hw"), _scale_pair(scale_xy, "scale_xy")
+    sx, sy = sx * _SUPERSAMPLE, sy * _SUPERSAMPLE
     im = Image.new("L", (W * _SUPERSAMPLE, H * _SUPERSAMPLE), 0)
     draw = ImageDraw.Draw(im)
-    for k, poly in enumerate(polygons):
-        if len(poly) < 6 or len(poly) % 2:
-            raise ValueError(f"polygon {k}: expected an even number (>= 6) of coordinates x0, y0, x1, y1, ..., "
-                             f"got {len(poly)}")
-        draw.polygon([(x * sx - 0.5, y * sy - 0.5) for x, y in zip(poly[::2], poly[1::2])], fill=1)
+    for poly in polygons: draw.polygon([(x * sx - 0.5, y * sy - 0.5) for x, y in zip(poly[::2], poly[1::2])], fill=1)
     cover = np.array(im, dtype=np.float32).reshape(H, _SUPERSAMPLE, W, _SUPERSAMPLE).mean((1, 3))
     return torch.from_numpy(cover >= 0.5)   # a pixel belongs to the object when at least half of it is covered
 
 # %% ../../nbs/foundations/06_formats.ipynb #6aed2d73
-def _rle_counts_from_string(s: str) -> list[int]:
-    "Decode COCO's compressed RLE string (pycocotools `rleFrString`)."
+def _rle_counts_from_string(s: str, name: str = "counts") -> list[int]:
+    "Decode COCO's compressed RLE string (pycocotools `rleFrString`); characters outside '0'..'o' are refused."
     counts, p = [], 0
     while p < len(s):
         x, k, more = 0, 0, True
         while more:
+            if p == len(s) or not 48 <= ord(s[p]) < 112:
+                got = f"{s[p]!r} at position {p}" if p < len(s) else "a string that ends inside a number"
+                raise ValueError(f"{name}: expected a COCO compressed RLE string (characters '0'..'o'), got {got}")
             c = ord(s[p]) - 48
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20); p += 1; k += 1
@@ -364,17 +485,42 @@ def _rle_counts_to_string(counts: Sequence[int]) -> str:
     return "".join(out)
 
 # %% ../../nbs/foundations/06_formats.ipynb #9a46387b
+def _rle_size(size: Any, name: str) -> tuple[int, int]:
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise ValueError(f"{name}.size: expected [h, w], two positive ints, got {size!r:.80}")
+    h, w = (check_int(v, f"{name}.size", 1, MAX_IMAGE_SIDE) for v in size)
+    return h, w
+
+def _rle_counts(counts: Any, name: str) -> list[int]:
+    if isinstance(counts, bytes):
+        try: counts = counts.decode("ascii")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}.counts: expected ASCII bytes, got {counts[:20]!r}") from e
+    if isinstance(counts, str): counts = _rle_counts_from_string(counts, f"{name}.counts")
+    elif not isinstance(counts, (list, tuple)):
+        raise TypeError(f"{name}.counts: expected a list of run lengths or a compressed string, "
+                        f"got {type(counts).__name__} {counts!r:.80}")
+    elif not all(type(c) is int for c in counts):
+        for j, c in enumerate(counts): check_int(c, f"{name}.counts[{j}]", 0)
+    if any(c < 0 for c in counts):
+        raise ValueError(f"{name}.counts: expected non-negative run lengths, got {list(counts[:10])}")
+    return list(counts)
+
+def check_rle(rle: Any, name: str = "rle") -> tuple[int, int, list[int]]:
+    "Check a COCO RLE dict (`size` `[h, w]`, `counts` summing to `h * w`); its `h`, `w` and decoded run lengths."
+    if not isinstance(rle, Mapping):
+        raise TypeError(f"{name}: expected an RLE dict with 'size' and 'counts', got {type(rle).__name__} {rle!r:.60}")
+    if "size" not in rle or "counts" not in rle:
+        raise ValueError(f"{name}: expected an RLE dict with keys 'size' and 'counts', got keys {sorted(rle)}")
+    (h, w), counts = _rle_size(rle["size"], name), _rle_counts(rle["counts"], name)
+    if sum(counts) != h * w:
+        raise ValueError(f"{name}.counts: expected run lengths summing to h * w = {h} * {w} = {h * w}, "
+                         f"got counts summing to {sum(counts)}")
+    return h, w, counts
+
 def rle_decode(rle: Mapping) -> torch.Tensor:
     "COCO RLE (`{'size': [h, w], 'counts': list or compressed str}`) -> bool mask `(h, w)`."
-    if "size" not in rle or "counts" not in rle:
-        raise ValueError(f"RLE segmentation: expected keys 'size' and 'counts', got {sorted(rle)}")
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, bytes): counts = counts.decode("ascii")
-    if isinstance(counts, str): counts = _rle_counts_from_string(counts)
-    if any(c < 0 for c in counts): raise ValueError(f"RLE counts must be non-negative, got {counts[:10]}")
-    if sum(counts) != h * w:
-        raise ValueError(f"RLE counts sum to {sum(counts)}, expected h * w = {h} * {w} = {h * w}")
+    h, w, counts = check_rle(rle)
     values = np.arange(len(counts)) % 2 == 1          # runs alternate 0, 1, 0, ... starting with background
     flat = np.repeat(values, counts)
     return torch.from_numpy(flat.reshape(w, h).T.copy())  # column-major (Fortran) order
@@ -382,8 +528,11 @@ def rle_decode(rle: Mapping) -> torch.Tensor:
 def rle_encode(mask: torch.Tensor, compressed: bool = True) -> dict:
     """Bool mask `(h, w)` -> COCO RLE dict (compressed string counts, or an uncompressed list as in `iscrowd`
     annotations)."""
+    check_shape(mask, (None, None), "mask"); check_dtype(mask, "bool", "mask")
+    if mask.numel() == 0: raise ValueError(f"mask: expected a non-empty (h, w) mask, got shape {tuple(mask.shape)}")
+    compressed = check_bool(compressed, "compressed")
     h, w = mask.shape
-    flat = mask.detach().cpu().numpy().astype(bool).T.reshape(-1)
+    flat = mask.detach().cpu().numpy().T.reshape(-1)
     change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
     bounds = np.concatenate([[0], change, [flat.size]])
     counts = np.diff(bounds).tolist()
@@ -395,17 +544,23 @@ def _shoelace(poly: Sequence[float]) -> float:
     xs, ys = np.asarray(poly[::2], float), np.asarray(poly[1::2], float)
     return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
 
-def segmentation_to_mask(seg: Any, orig_hw: tuple[int, int], size_hw: tuple[int, int]) -> torch.Tensor:
+def _check_segmentation(seg: Any, name: str) -> None:
+    "A COCO `segmentation`: a list of polygons or an RLE dict, checked without rasterising it."
+    if isinstance(seg, list): _check_polygons(seg, name)
+    elif isinstance(seg, Mapping): check_rle(seg, name)
+    else: raise TypeError(f"{name}: expected a list of polygons or an RLE dict, got {type(seg).__name__} {seg!r:.60}")
+
+def segmentation_to_mask(seg: Any, orig_hw: tuple[int, int], size_hw: tuple[int, int],
+                         name: str = "segmentation") -> torch.Tensor:
     "A COCO `segmentation` (polygons, uncompressed or compressed RLE) as a bool mask at `size_hw`."
-    h, w = orig_hw; H, W = size_hw
+    (h, w), (H, W) = _image_size(orig_hw, "orig_hw"), _image_size(size_hw, "size_hw")
+    _check_segmentation(seg, name)
     if isinstance(seg, list): return polygons_to_mask(seg, (H, W), (W / w, H / h))
-    if isinstance(seg, Mapping):
-        m = rle_decode(seg)
-        if tuple(m.shape) != (h, w):
-            raise ValueError(f"RLE size {tuple(m.shape)} does not match the image size {(h, w)}")
-        if (h, w) == (H, W): return m
-        return F.interpolate(m[None, None].float(), size=(H, W), mode="nearest")[0, 0].bool()
-    raise ValueError(f"segmentation: expected a list of polygons or an RLE dict, got {type(seg).__name__}")
+    m = rle_decode(seg)
+    if tuple(m.shape) != (h, w):
+        raise ValueError(f"{name}: expected an RLE of the image's size {(h, w)}, got size {tuple(m.shape)}")
+    if (h, w) == (H, W): return m
+    return F.interpolate(m[None, None].float(), size=(H, W), mode="nearest")[0, 0].bool()
 
 # %% ../../nbs/foundations/06_formats.ipynb #e8a7504e
 class CocoInstances(SampleDataset):
@@ -415,47 +570,80 @@ class CocoInstances(SampleDataset):
     def __init__(self, image_dir: str | Path, annotation_file: str | Path, image_size: int | Sequence[int] = 224,
                  captions_file: str | Path | None = None, include_crowd: bool = True, split: str | None = None):
         file = need_file(annotation_file,
-                         "a COCO instances file (instances_*.json with 'images', 'annotations', 'categories')")
-        self.image_dir = need_dir(image_dir, "the COCO image directory (e.g. val2017/)")
+                         "a COCO instances file (instances_*.json with 'images', 'annotations', 'categories')",
+                         "annotation_file")
+        self.image_dir = need_dir(image_dir, "the COCO image directory (e.g. val2017/)", "image_dir")
+        include_crowd = check_bool(include_crowd, "include_crowd")
         super().__init__(image_size, _coco_split(file, split))
-        data = read_json(file, "a COCO instances file")
-        self._images = _coco_images(data, file)
-        cats = sorted(get_key(data, "categories", file), key=lambda c: get_key(c, "id", file, "categories"))
-        self.category_ids = [c["id"] for c in cats]
-        self.class_names = [str(get_key(c, "name", file, f"category {c['id']}")) for c in cats]
+        data = read_json(file, "a COCO instances file", "annotation_file")
+        self._file, self._images = file, _coco_images(data, file)
+        self.category_ids, self.class_names = _coco_categories(data, file)
         self.cat_to_label = {cid: k for k, cid in enumerate(self.category_ids)}
-        self._anns = self._read_annotations(data, file, include_crowd)
-        self.has_masks = all("segmentation" in a for anns in self._anns.values() for a in anns)
+        self._anns, self.has_masks = self._read_annotations(data, file, include_crowd)
         self._captions = CocoCaptions(image_dir, captions_file, image_size)._captions if captions_file else {}
         self._items = sorted(self._images)
-        self._file = file
 
     @property
     def image_ids(self) -> list[int]: return list(self._items)
 
     def _sample(self, i: int) -> dict:
         img_id = self._items[i]; info = self._images[img_id]; anns = self._anns[img_id]
-        image, hw = load_image(self.image_dir / info["file_name"], self.image_size)
+        image, hw = load_image(_coco_image_path(self, img_id), self.image_size)
         return make_sample(image, source=self.source, index=i, split=self.split,
                            captions=self._captions.get(img_id, []), **self._targets(anns, hw), image_id=img_id,
                            file_name=info["file_name"], orig_size=hw, iscrowd=[bool(a.get("iscrowd", 0)) for a in anns],
                            annotation_ids=[a.get("id") for a in anns])
 
 # %% ../../nbs/foundations/06_formats.ipynb #8b87afcf
+def _coco_categories(data: Any, file: Path) -> tuple[list[int], list[str]]:
+    "Category ids (sorted, unique ints) and their names."
+    cats = {}
+    for k, c in enumerate(_json_list(data, "categories", file)):
+        cid, name = _json_int(c, "id", file, f"categories[{k}]"), _json_str(c, "name", file, f"categories[{k}]")
+        if cid in cats: raise ValueError(f"{file}: categories[{k}].id: expected a unique category id, got {cid} again")
+        cats[cid] = name
+    ids = sorted(cats)
+    return ids, [cats[i] for i in ids]
+
+def _check_bbox(value: Any, name: str) -> None:
+    "A COCO box: `[x, y, w, h]`, four finite numbers with `w, h >= 0`."
+    if not isinstance(value, list) or len(value) != 4:
+        raise ValueError(f"{name}: expected [x, y, w, h], a list of 4 numbers, got {value!r:.80}")
+    for j, v in enumerate(value): check_float(v, f"{name}[{j}]", 0 if j >= 2 else None)
+
+def _check_annotation(a: Any, file: Path, where: str, images: Mapping, cat_to_label: Mapping) -> None:
+    "One instance annotation: a known image and category, a valid box, `iscrowd` 0/1 and a valid segmentation."
+    img, cat = _json_int(a, "image_id", file, where), _json_int(a, "category_id", file, where)
+    if "id" in a: where = f"{where} (id {_json_int(a, 'id', file, where)})"
+    if img not in images:
+        raise ValueError(f"{_field(file, where, 'image_id')}: expected an id listed in 'images', got {img}")
+    if cat not in cat_to_label:
+        raise ValueError(f"{_field(file, where, 'category_id')}: expected one of the categories {list(cat_to_label)}, "
+                         f"got {cat}")
+    _check_bbox(get_key(a, "bbox", file, where), _field(file, where, "bbox"))
+    check_choice(a.get("iscrowd", 0), (0, 1), _field(file, where, "iscrowd"))
+    if "segmentation" in a: _check_segmentation(a["segmentation"], _field(file, where, "segmentation"))
+
+def _check_all_or_none_segmented(anns: list, file: Path) -> bool:
+    "True when every annotation has a `segmentation`, False when none has; a mix would drop masks for every image."
+    segmented = [k for k, a in enumerate(anns) if "segmentation" in a]
+    if segmented and len(segmented) < len(anns):
+        k = next(k for k, a in enumerate(anns) if "segmentation" not in a)
+        raise ValueError(f"{file}: annotations[{k}]: expected a 'segmentation' as in the other {len(segmented)} "
+                         f"annotations (masks need one on every annotation, or none for boxes only), got none")
+    return bool(segmented) or not anns   # no annotations at all: empty masks, as before
+
 @patch
-def _read_annotations(self: CocoInstances, data: Any, file: Path, include_crowd: bool) -> dict[int, list]:
-    "Annotations by image id, each checked for its image, category and box (crowd regions dropped unless included)."
-    anns = defaultdict(list)
-    for k, a in enumerate(get_key(data, "annotations", file)):
-        where = f"annotations[{k}]"
-        img, cat, bbox = (get_key(a, key, file, where) for key in ("image_id", "category_id", "bbox"))
-        if img not in self._images: raise ValueError(f"{file}: {where} refers to unknown image_id {img}")
-        if cat not in self.cat_to_label:
-            raise ValueError(f"{file}: {where} has category_id {cat}, not among the categories {self.category_ids}")
-        if len(bbox) != 4: raise ValueError(f"{file}: {where} bbox must be [x, y, w, h], got {bbox}")
-        if a.get("iscrowd", 0) and not include_crowd: continue
-        anns[img].append(a)
-    return anns
+def _read_annotations(self: CocoInstances, data: Any, file: Path, include_crowd: bool) -> tuple[dict[int, list], bool]:
+    """Annotations by image id, each checked when the file is read (crowd regions dropped unless included), and
+    whether they carry segmentations."""
+    anns = _json_list(data, "annotations", file)
+    for k, a in enumerate(anns): _check_annotation(a, file, f"annotations[{k}]", self._images, self.cat_to_label)
+    has_masks = _check_all_or_none_segmented(anns, file)
+    by_image = defaultdict(list)
+    for a in anns:
+        if include_crowd or not a.get("iscrowd", 0): by_image[a["image_id"]].append(a)
+    return by_image, has_masks
 
 # %% ../../nbs/foundations/06_formats.ipynb #2898fdb4
 @patch
@@ -468,8 +656,9 @@ def _targets(self: CocoInstances, anns: Sequence[Mapping], orig_hw: tuple[int, i
     crowd = [bool(a.get("iscrowd", 0)) for a in anns]
     masks = semantic = None
     if self.has_masks:
-        masks = torch.stack([segmentation_to_mask(a["segmentation"], (h, w), (H, W)) for a in anns]) if anns \
-            else torch.zeros(0, H, W, dtype=torch.bool)
+        masks = torch.stack([segmentation_to_mask(a["segmentation"], (h, w), (H, W),
+                                                  f"{self._file}: annotation id {a.get('id')} segmentation")
+                             for a in anns]) if anns else torch.zeros(0, H, W, dtype=torch.bool)
         area = masks.flatten(1).sum(1).float()
         semantic = torch.zeros(H, W, dtype=torch.long)
         for k in area.argsort(descending=True, stable=True).tolist(): semantic[masks[k]] = labels[k] + 1
@@ -482,76 +671,139 @@ def _targets(self: CocoInstances, anns: Sequence[Mapping], orig_hw: tuple[int, i
 # %% ../../nbs/foundations/06_formats.ipynb #f7e2506b
 KARPATHY_SPLITS = ("train", "val", "test", "restval")
 
+def _karpathy_splits(split: Any) -> tuple[str, ...]:
+    "`split` as a non-empty tuple of Karpathy split names."
+    splits = (split,) if isinstance(split, str) else tuple(split) if isinstance(split, (list, tuple)) else None
+    if not splits:
+        raise (TypeError if splits is None else ValueError)(
+            f"split: expected one of {list(KARPATHY_SPLITS)} or a non-empty list of them, got {split!r:.80}")
+    for s in splits: check_choice(s, KARPATHY_SPLITS, "split")
+    return splits
+
+def _karpathy_image(im: Any, file: Path, k: int) -> dict:
+    "One `images[k]` entry, checked: a file name inside the image folder, a known split, string sentences."
+    where = f"images[{k}]"
+    fname = _relative_name(get_key(im, "filename", file, where), _field(file, where, "filename"))
+    folder = _relative_name(im["filepath"], _field(file, where, "filepath")) if "filepath" in im else ""
+    split = check_choice(_json_str(im, "split", file, where), KARPATHY_SPLITS, _field(file, where, "split"))
+    sents = _json_list(im, "sentences", file, where)
+    raws = [_json_str(s, "raw", file, f"{where}.sentences[{j}]").strip() for j, s in enumerate(sents)]
+    sentids = _json_list(im, "sentids", file, where) if "sentids" in im else []
+    for j, s in enumerate(sentids): check_int(s, f"{_field(file, where, 'sentids')}[{j}]", 0)
+    return dict(path=Path(folder) / fname, captions=raws, split=split, sentids=sentids,
+                imgid=_json_int(im, "imgid", file, where) if "imgid" in im else k)
+
 class KarpathyCaptions(SampleDataset):
     """Karpathy-split caption file (`dataset_flickr30k.json`, `dataset_coco.json`): one sample per image,
     filtered by split."""
     def __init__(self, image_dir: str | Path, annotation_file: str | Path, split: str | Sequence[str] = "train",
                  image_size: int | Sequence[int] = 224):
-        splits = (split,) if isinstance(split, str) else tuple(split)
-        if not splits: raise ValueError(f"split: expected one of {list(KARPATHY_SPLITS)} or a non-empty list of them")
-        for s in splits: check_choice(s, KARPATHY_SPLITS, "split")
-        file = need_file(annotation_file, "a Karpathy split file (dataset_flickr30k.json with 'images')")
-        self.image_dir = need_dir(image_dir, "the image directory (e.g. flickr30k-images/)")
+        splits = _karpathy_splits(split)
+        file = need_file(annotation_file, "a Karpathy split file (dataset_flickr30k.json with 'images')",
+                         "annotation_file")
+        self.image_dir = need_dir(image_dir, "the image directory (e.g. flickr30k-images/)", "image_dir")
         super().__init__(image_size, "+".join(splits))
-        data = read_json(file, "a Karpathy split file")
-        self.source = str(data.get("dataset", "karpathy")) if isinstance(data, Mapping) else "karpathy"
-        self._items = []
-        for k, im in enumerate(get_key(data, "images", file)):
-            where = f"images[{k}]"
-            fname, sp, sents = (get_key(im, key, file, where) for key in ("filename", "split", "sentences"))
-            if sp not in splits: continue
-            raws = [str(get_key(s, "raw", file, f"{where}.sentences[{j}]")).strip() for j, s in enumerate(sents)]
-            if raws: self._items.append(dict(path=Path(im.get("filepath", "")) / fname, captions=raws, split=sp,
-                                             imgid=im.get("imgid", k), sentids=im.get("sentids", [])))
+        data = read_json(file, "a Karpathy split file", "annotation_file")
+        self.source = _json_str(data, "dataset", file, "the top level") \
+            if isinstance(data, Mapping) and "dataset" in data else "karpathy"
+        images = [_karpathy_image(im, file, k) for k, im in enumerate(_json_list(data, "images", file))]
+        self._items = [it for it in images if it["split"] in splits and it["captions"]]
+        self._file = file
 
     def _sample(self, i: int) -> dict:
         it = self._items[i]
-        image, hw = load_image(self.image_dir / it["path"], self.image_size)
+        path = path_inside(self.image_dir, it["path"], f"{self._file}: image imgid {it['imgid']} filepath/filename")
+        image, hw = load_image(path, self.image_size)
         return make_sample(image, source=self.source, index=i, split=it["split"], captions=it["captions"],
                            file_name=str(it["path"]), imgid=it["imgid"], sentids=it["sentids"], orig_size=hw)
 
 # %% ../../nbs/foundations/06_formats.ipynb #a3805a48
 def normalize_answer(answer: str) -> str:
     "Light VQA answer normalisation: lower case, collapse spaces, drop a final period."
-    return " ".join(str(answer).lower().strip().rstrip(".").split())
+    return " ".join(check_str(answer, "answer", allow_empty=True).lower().strip().rstrip(".").split())
 
 def vqa_score(answer: str, human_answers: Sequence[str]) -> float:
     "VQA soft accuracy `min(#humans that gave answer / 3, 1)`."
-    a = normalize_answer(answer)
-    return min(sum(normalize_answer(h) == a for h in human_answers) / 3, 1.0)
+    a, humans = normalize_answer(answer), check_strings(human_answers, "human_answers", allow_empty=True)
+    if not humans: raise ValueError("human_answers: expected a non-empty list of answers, got []")
+    return min(sum(normalize_answer(h) == a for h in humans) / 3, 1.0)
+
+def _answer_scores(m: Any, b: int) -> Mapping:
+    "`meta['answer_scores']` of batch entry `b`: answer -> soft score in [0, 1]."
+    if not isinstance(m, Mapping):
+        raise TypeError(f"metas[{b}]: expected a meta dict, got {type(m).__name__} {m!r:.60}")
+    scores = m.get("answer_scores", {})
+    if not isinstance(scores, Mapping):
+        raise TypeError(f"metas[{b}]['answer_scores']: expected a dict answer -> score, got {type(scores).__name__}")
+    for a, s in scores.items(): check_float(s, f"metas[{b}]['answer_scores'][{a!r}]", 0, 1)
+    return scores
 
 def vqa_targets(metas: Sequence[Mapping], answer_vocab: Sequence[str]) -> torch.Tensor:
     """Soft target matrix `(B, len(answer_vocab))` from a batch's `meta` dicts (answers outside the vocabulary
     drop out)."""
-    index = {a: k for k, a in enumerate(answer_vocab)}
-    out = torch.zeros(len(metas), len(answer_vocab))
+    if not isinstance(metas, (list, tuple)):
+        raise TypeError(f"metas: expected a list of meta dicts (a batch's 'meta'), got {type(metas).__name__}")
+    vocab = check_strings(answer_vocab, "answer_vocab", allow_empty=True, distinct=True)
+    index = {a: k for k, a in enumerate(vocab)}
+    out = torch.zeros(len(metas), len(index))
     for b, m in enumerate(metas):
-        for a, s in m.get("answer_scores", {}).items():
+        for a, s in _answer_scores(m, b).items():
             if a in index: out[b, index[a]] = s
     return out
 
 # %% ../../nbs/foundations/06_formats.ipynb #76ffa11b
+VQA_HUMAN_ANSWERS = 10   # VQAv2 collects ten answers per question
+
 def _vqa_questions(qdata: Any, qfile: Path) -> list[dict]:
-    "The questions of a VQAv2 questions file, each checked for its keys."
-    items = []
-    for k, q in enumerate(get_key(qdata, "questions", qfile)):
+    "The questions of a VQAv2 questions file, each checked for its keys and types; question ids are unique."
+    items, seen = [], set()
+    for k, q in enumerate(_json_list(qdata, "questions", qfile)):
         where = f"questions[{k}]"
-        items.append(dict(image_id=get_key(q, "image_id", qfile, where),
-                          question=str(get_key(q, "question", qfile, where)),
-                          question_id=get_key(q, "question_id", qfile, where)))
+        qid = _json_int(q, "question_id", qfile, where)
+        if qid in seen:
+            raise ValueError(f"{_field(qfile, where, 'question_id')}: expected a unique id, got {qid} again")
+        seen.add(qid)
+        items.append(dict(image_id=_json_int(q, "image_id", qfile, where), question_id=qid,
+                          question=_json_str(q, "question", qfile, where)))
     return items
+
+def _vqa_humans(a: Any, afile: Path, where: str) -> list[str]:
+    "The ten normalised human answers of one annotation."
+    humans = _json_list(a, "answers", afile, where)
+    if len(humans) != VQA_HUMAN_ANSWERS:
+        raise ValueError(f"{_field(afile, where, 'answers')}: expected a list of {VQA_HUMAN_ANSWERS} human answers, "
+                         f"got {len(humans)}")
+    return [normalize_answer(_json_str(h, "answer", afile, f"{where}.answers[{j}]", allow_empty=True))
+            for j, h in enumerate(humans)]
 
 def _vqa_answers(afile: Path) -> dict:
     "question_id -> the consensus answer, the normalised human answers and the answer type."
     out = {}
-    for k, a in enumerate(get_key(read_json(afile, "a VQAv2 annotations file"), "annotations", afile)):
+    for k, a in enumerate(_json_list(read_json(afile, "a VQAv2 annotations file", "annotations_file"), "annotations",
+                                     afile)):
         where = f"annotations[{k}]"
-        humans = [normalize_answer(get_key(h, "answer", afile, f"{where}.answers[{j}]"))
-                  for j, h in enumerate(get_key(a, "answers", afile, where))]
-        out[get_key(a, "question_id", afile, where)] = dict(
-            answer=normalize_answer(get_key(a, "multiple_choice_answer", afile, where)), humans=humans,
-            answer_type=a.get("answer_type"))
+        qid = _json_int(a, "question_id", afile, where)
+        if qid in out: raise ValueError(f"{_field(afile, where, 'question_id')}: expected a unique id, got {qid} again")
+        answer_type = _json_str(a, "answer_type", afile, where) if "answer_type" in a else None
+        out[qid] = dict(answer=normalize_answer(_json_str(a, "multiple_choice_answer", afile, where)),
+                        humans=_vqa_humans(a, afile, where), answer_type=answer_type)
     return out
+
+_VQA_NAME_FIELDS = ("data_subtype", "image_id")
+
+def _check_image_name(template: Any) -> str:
+    "A VQA image file name template: only `{data_subtype}` and `{image_id}` (with a plain format spec)."
+    if not isinstance(template, str):
+        raise TypeError(f"image_name: expected a str.format template, got {type(template).__name__} {template!r:.60}")
+    try: fields = [(f, spec) for _, f, spec, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        raise ValueError(f"image_name: expected a str.format template, got {template!r} ({e})") from e
+    for f, spec in fields:   # no attribute or index access ({image_id.__class__}), no nested or giant specs
+        if f not in _VQA_NAME_FIELDS or "{" in spec or any(int(d) > 255 for d in re.findall(r"\d+", spec)):
+            raise ValueError(f"image_name: expected only the placeholders {{data_subtype}} and {{image_id}} (with "
+                             f"an optional format spec such as :012d), got {{{f}{':' + spec if spec else ''}}} in "
+                             f"{template!r}")
+    return template
 
 # %% ../../nbs/foundations/06_formats.ipynb #a36a226d
 class VQAv2(SampleDataset):
@@ -561,22 +813,25 @@ class VQAv2(SampleDataset):
     def __init__(self, image_dir: str | Path, questions_file: str | Path, annotations_file: str | Path | None = None,
                  image_size: int | Sequence[int] = 224, answer_vocab: Sequence[str] | int | None = None,
                  image_name: str = "COCO_{data_subtype}_{image_id:012d}.jpg"):
-        qfile = need_file(questions_file, "a VQAv2 questions file (v2_OpenEnded_mscoco_*_questions.json)")
-        self.image_dir = need_dir(image_dir, "the COCO image directory of this VQA split (e.g. train2014/)")
-        qdata = read_json(qfile, "a VQAv2 questions file")
-        self.data_subtype = str(qdata.get("data_subtype", "")) if isinstance(qdata, Mapping) else ""
+        qfile = need_file(questions_file, "a VQAv2 questions file (v2_OpenEnded_mscoco_*_questions.json)",
+                          "questions_file")
+        self.image_dir = need_dir(image_dir, "the COCO image directory of this VQA split (e.g. train2014/)",
+                                  "image_dir")
+        self.image_name = _check_image_name(image_name)
+        qdata = read_json(qfile, "a VQAv2 questions file", "questions_file")
+        has_subtype = isinstance(qdata, Mapping) and "data_subtype" in qdata
+        self.data_subtype = _json_str(qdata, "data_subtype", qfile, "the top level", True) if has_subtype else ""
         super().__init__(image_size, self.data_subtype or qfile.stem)
-        self.image_name = image_name
-        self._items = _vqa_questions(qdata, qfile)
+        self._file, self._items = qfile, _vqa_questions(qdata, qfile)
+        if self._items: self._image_path(self._items[0])   # the template and its folder, checked before any sample
         self._answers = {}
         if annotations_file is not None:
-            afile = need_file(annotations_file, "a VQAv2 annotations file (v2_mscoco_*_annotations.json)")
+            afile = need_file(annotations_file, "a VQAv2 annotations file (v2_mscoco_*_annotations.json)",
+                              "annotations_file")
             self._answers = _vqa_answers(afile)
             missing = [it["question_id"] for it in self._items if it["question_id"] not in self._answers]
             if missing: raise ValueError(f"{afile}: no annotation for {len(missing)} question ids, e.g. {missing[:5]}")
-        if isinstance(answer_vocab, (int, np.integer)) and not isinstance(answer_vocab, bool):
-            answer_vocab = self.top_answers(int(answer_vocab))
-        self.class_names = [normalize_answer(a) for a in (answer_vocab or [])]
+        self.class_names = self._answer_vocab(answer_vocab)
         self._answer_index = {a: k for k, a in enumerate(self.class_names)}
 
     @property
@@ -586,10 +841,28 @@ class VQAv2(SampleDataset):
 @patch
 def top_answers(self: VQAv2, k: int) -> list[str]:
     "The `k` most frequent consensus answers (ties broken alphabetically): the usual VQA answer vocabulary."
-    if not self.has_answers: raise ValueError("top_answers needs the annotations file (answers), which was not given")
     k = check_int(k, "k", 1)
+    if not self.has_answers:
+        raise ValueError("annotations_file: expected the annotations file (answers), which top_answers needs; "
+                         "got none (questions only)")
     counts = Counter(self._answers[it["question_id"]]["answer"] for it in self._items)
     return [a for a, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+
+@patch
+def _answer_vocab(self: VQAv2, answer_vocab: Any) -> list[str]:
+    "`answer_vocab` as a list of distinct normalised answers (an int k: the top-k answers)."
+    if answer_vocab is None: return []
+    if isinstance(answer_vocab, (int, np.integer)) and not isinstance(answer_vocab, (bool, np.bool_)):
+        k = check_int(answer_vocab, "answer_vocab", 1)
+        if not self.has_answers:
+            raise ValueError(f"answer_vocab: expected a list of answers when no annotations_file is given (an int k "
+                             f"picks the top-k answers of the annotations), got {k}")
+        return self.top_answers(k)
+    if not isinstance(answer_vocab, (list, tuple)):
+        raise TypeError(f"answer_vocab: expected None, an int k (the top-k answers) or a list of answers, "
+                        f"got {type(answer_vocab).__name__} {answer_vocab!r:.60}")
+    vocab = [normalize_answer(a) for a in check_strings(answer_vocab, "answer_vocab", allow_empty=True)]
+    return check_strings(vocab, "answer_vocab (normalised)", allow_empty=True, distinct=True)
 
 @patch
 def soft_targets(self: VQAv2, index: int) -> torch.Tensor:
@@ -597,10 +870,20 @@ def soft_targets(self: VQAv2, index: int) -> torch.Tensor:
     return vqa_targets([self[index]["meta"]], self.class_names)[0]
 
 @patch
+def _image_path(self: VQAv2, item: Mapping) -> tuple[str, Path]:
+    "The file name `image_name` gives a question's image, and its checked path inside `image_dir`."
+    name = f"image_name {self.image_name!r} for question_id {item['question_id']}"
+    try: fname = self.image_name.format(data_subtype=self.data_subtype, image_id=item["image_id"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name}: expected a template that formats data_subtype={self.data_subtype!r} and "
+                         f"image_id={item['image_id']}, got an error: {e}") from e
+    return fname, path_inside(self.image_dir, _relative_name(fname, name), name)
+
+@patch
 def _sample(self: VQAv2, i: int) -> dict:
     it = self._items[i]
-    fname = self.image_name.format(data_subtype=self.data_subtype, image_id=it["image_id"])
-    image, hw = load_image(self.image_dir / fname, self.image_size)
+    fname, path = self._image_path(it)
+    image, hw = load_image(path, self.image_size)
     ann = self._answers.get(it["question_id"])
     scores = {a: vqa_score(a, ann["humans"]) for a in sorted(set(ann["humans"]))} if ann else {}
     return make_sample(image, source=self.source, index=i, split=self.split, questions=[it["question"]],
@@ -616,11 +899,11 @@ class ImageFolder(SampleDataset):
     class index."""
     source = "imagefolder"
     def __init__(self, root: str | Path, image_size: int | Sequence[int] = 224, split: str = "train"):
-        root = need_dir(root, "an image folder with one sub-directory per class (root/<class>/<image>)")
+        root = need_dir(root, "an image folder with one sub-directory per class (root/<class>/<image>)", "root")
         super().__init__(image_size, split)
         try: self._tv = torchvision.datasets.ImageFolder(str(root))
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"expected class sub-directories with images under {root}: {e}") from e
+        except FileNotFoundError as e:   # no class folder, or a class folder without images
+            raise FileNotFoundError(f"root: expected class sub-directories with images under {root}, got: {e}") from e
         self.class_names = list(self._tv.classes)
         self._items = list(self._tv.samples)
 
@@ -631,40 +914,106 @@ class ImageFolder(SampleDataset):
                            file_name=str(Path(path).relative_to(self._tv.root)), orig_size=hw)
 
 # %% ../../nbs/foundations/06_formats.ipynb #77f1baba
-CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_MD5 = {"data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+               "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+               "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+               "batches.meta": "5ff9c542aee3614f3951f8cda6e48888"}   # the official cifar-10-python.tar.gz
+CIFAR10_FILES = tuple(CIFAR10_MD5)
 
-class _CIFAR10NoMD5(torchvision.datasets.CIFAR10):
-    "torchvision's CIFAR-10 with the MD5 checks turned off (files must still exist)."
-    train_list = [[f, None] for f, _ in torchvision.datasets.CIFAR10.train_list]
-    test_list = [[f, None] for f, _ in torchvision.datasets.CIFAR10.test_list]
-    meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}
+_NP_RECONSTRUCT = np.zeros(0).__reduce__()[0]          # numpy's array rebuilder, under either module name
+_NP_FROMBUFFER = np.zeros(0).__reduce_ex__(5)[0]      # its protocol-5 twin
+_CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"): _NP_RECONSTRUCT,
+                  ("numpy._core.multiarray", "_reconstruct"): _NP_RECONSTRUCT,
+                  ("numpy.core.numeric", "_frombuffer"): _NP_FROMBUFFER,
+                  ("numpy._core.numeric", "_frombuffer"): _NP_FROMBUFFER,
+                  ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                  ("_codecs", "encode"): codecs.encode}   # Python 3's protocol-2 spelling of bytes
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 batch holds (dicts, lists, strings, numbers, NumPy arrays) and nothing else: any
+    other global (`os.system`, `builtins.eval`, ...) is refused before it is looked up, so no code can run."""
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="latin1")   # the batches are Python 2 pickles
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _CIFAR_GLOBALS: return _CIFAR_GLOBALS[(module, name)]
+        raise pickle.UnpicklingError(f"refused the global {module}.{name} (a CIFAR-10 batch needs only NumPy arrays); "
+                                     "nothing was run")
+
+_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                  UnicodeDecodeError, struct.error)
+
+def _unpickle_cifar(path: Path) -> dict:
+    "A CIFAR-10 pickle as a dict with str keys, read by the restricted unpickler."
+    try:
+        with open(path, "rb") as f: obj = _CifarUnpickler(f, path).load()
+    except _PICKLE_ERRORS as e:
+        raise ValueError(f"{path}: expected a CIFAR-10 python pickle, got a file that does not read as one "
+                         f"(truncated, corrupt or unsafe): {e}") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a CIFAR-10 dict with 'data' and 'labels', got {type(obj).__name__}")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    "A batch's images `(N, 32, 32, 3)` uint8 and labels, checked against the CIFAR-10 layout."
+    batch = _unpickle_cifar(path)
+    data, labels = get_key(batch, "data", path), get_key(batch, "labels", path)
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
+        got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(f"{path}: 'data': expected a uint8 array of shape (N, 3072), got {got}")
+    if not isinstance(labels, list) or len(labels) != len(data):
+        got = f"{len(labels)} labels" if isinstance(labels, list) else type(labels).__name__
+        raise ValueError(f"{path}: 'labels': expected a list of {len(data)} ints (one per row of 'data'), got {got}")
+    labels = [check_int(v, f"{path}: 'labels'[{k}]", 0, 9) for k, v in enumerate(labels)]
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+def _cifar_classes(path: Path) -> list[str]:
+    "The ten class names of `batches.meta`."
+    names = get_key(_unpickle_cifar(path), "label_names", path)
+    names = check_strings(names, f"{path}: 'label_names'")
+    if len(names) != 10: raise ValueError(f"{path}: 'label_names': expected 10 class names, got {len(names)}")
+    return names
+
+def _check_md5(path: Path) -> None:
+    want, got = CIFAR10_MD5[path.name], hashlib.md5(path.read_bytes()).hexdigest()
+    if got != want:
+        raise ValueError(f"verify_md5: expected the official CIFAR-10 file at {path} (MD5 {want}), got MD5 {got}: a "
+                         "modified, truncated or corrupted copy. Re-extract cifar-10-python.tar.gz. Only for files "
+                         "you made yourself (a test fixture), verify_md5=False reads them unverified: no code runs, "
+                         "but nothing vouches for their images and labels")
 
 # %% ../../nbs/foundations/06_formats.ipynb #570b1f7c
 class CIFAR10(SampleDataset):
-    "CIFAR-10 python batches (`root/cifar-10-batches-py/`) through `torchvision.datasets.CIFAR10(download=False)`."
+    """CIFAR-10 python batches (`root/cifar-10-batches-py/`), read without torchvision or `pickle.load`: a restricted
+    unpickler that refuses every global but NumPy's array rebuilders, after an MD5 check against the official
+    release (`verify_md5=False` skips only that check)."""
     source = "cifar10"
     def __init__(self, root: str | Path, split: str = "train", image_size: int | Sequence[int] = 32,
                  verify_md5: bool = True):
         check_choice(split, ("train", "test"), "split")
-        base = Path(root) / torchvision.datasets.CIFAR10.base_folder
-        missing = [f for f in CIFAR10_FILES if not (base / f).is_file()]
+        verify_md5 = check_bool(verify_md5, "verify_md5")
+        base = check_path(root, "root") / CIFAR10_FOLDER
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        missing = [f for f in names + ["batches.meta"] if not (base / f).is_file()]
         if missing:
-            raise FileNotFoundError(f"expected the CIFAR-10 python batches in {base} "
+            raise FileNotFoundError(f"root: expected the CIFAR-10 python batches in {base} "
                                     f"(the extracted cifar-10-python.tar.gz), missing {missing}")
         super().__init__(image_size, split)
-        cls = torchvision.datasets.CIFAR10 if verify_md5 else _CIFAR10NoMD5
-        try: self._tv = cls(str(root), train=split == "train", download=False)
-        except RuntimeError as e:
-            raise ValueError(f"the files in {base} do not match the official CIFAR-10 MD5 sums; "
-                             "pass verify_md5=False to read a modified or truncated copy") from e
-        self.class_names = list(self._tv.classes)
-        self._items = list(range(len(self._tv.data)))
+        if verify_md5:
+            for f in names + ["batches.meta"]: _check_md5(base / f)
+        batches = [_cifar_batch(base / f) for f in names]
+        self._data = np.concatenate([d for d, _ in batches])
+        self._labels = [label for _, labels in batches for label in labels]
+        self.class_names = _cifar_classes(base / "batches.meta")
+        self._items = list(range(len(self._data)))
 
     def _sample(self, i: int) -> dict:
-        arr = self._tv.data[i]                                      # (32, 32, 3) uint8
+        arr = self._data[i]                                      # (32, 32, 3) uint8
         H, W = self.image_size
         img = Image.fromarray(arr)
         if (H, W) != arr.shape[:2]: img = img.resize((W, H), Image.BILINEAR)
         image = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
-        return make_sample(image, source=self.source, index=i, split=self.split, label=int(self._tv.targets[i]),
+        return make_sample(image, source=self.source, index=i, split=self.split, label=self._labels[i],
                            orig_size=tuple(arr.shape[:2]))

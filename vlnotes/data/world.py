@@ -6,7 +6,7 @@ Docs: https://vlnotes.github.io/vlnotes/foundations/world.html.md"""
 
 # %% ../../nbs/foundations/05_world.ipynb #e1756d38
 from __future__ import annotations
-import hashlib, math, re, textwrap
+import hashlib, math, re, string, textwrap
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -15,18 +15,20 @@ from torch.utils.data import Dataset
 
 from fastcore.basics import patch
 
-from ..core import check_choice, check_float, check_index, check_int
+from ..core import (check_bool, check_choice, check_dtype, check_finite, check_float, check_index, check_int,
+                          check_shape, check_str, check_strings, check_tensor)
 from ..text import fix_articles   # prompts with 'a'/'an' fixed (class_prompts)
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'RGB', 'SYNONYMS', 'LEXICON', 'BASE_SHAPES', 'NOVEL_SHAPES', 'HELDOUT_COMPOSITIONS',
-           'SPLITS', 'SIZE_RADIUS', 'DEPTH_RANGE', 'BACKGROUND_DEPTH', 'MAX_ROTATION', 'HAZE', 'NOISE_STD', 'SDF',
-           'COUNT_WORDS', 'SIDE_MARGIN', 'DEPTH_MARGIN', 'QUESTION_TYPES', 'REGIONS', 'PROMPT_TEMPLATES', 'SAMPLE_KEYS',
-           'split_pairs', 'stable_seed', 'sample_rng', 'depth_scale', 'sample_scene', 'sd_circle', 'sd_square',
-           'sd_triangle', 'sd_star', 'sd_hexagon', 'sd_diamond', 'sd_cross', 'sd_heart', 'coverage', 'composite',
-           'owner_map', 'masks_to_boxes', 'render_scenes', 'plural', 'noun_phrase', 'region', 'relations',
-           'scene_captions', 'mentions', 'named_pairs', 'scene_questions', 'corrupt_caption', 'class_prompts',
-           'ShapesWorld', 'caption_corpus', 'collate', 'describe', 'draw_sample', 'show_samples']
+           'SPLITS', 'SIZE_RADIUS', 'DEPTH_RANGE', 'BACKGROUND_DEPTH', 'MAX_ROTATION', 'HAZE', 'NOISE_STD',
+           'MAX_OBJECTS', 'MAX_RENDER_SIZE', 'RENDER_KEYS', 'TEXT_KEYS', 'SDF', 'COUNT_WORDS', 'SIDE_MARGIN',
+           'DEPTH_MARGIN', 'QUESTION_TYPES', 'REGIONS', 'PROMPT_TEMPLATES', 'SAMPLE_KEYS', 'split_pairs', 'stable_seed',
+           'sample_rng', 'depth_scale', 'sample_scene', 'sd_circle', 'sd_square', 'sd_triangle', 'sd_star',
+           'sd_hexagon', 'sd_diamond', 'sd_cross', 'sd_heart', 'coverage', 'composite', 'owner_map', 'masks_to_boxes',
+           'render_scenes', 'plural', 'noun_phrase', 'region', 'relations', 'scene_captions', 'mentions', 'named_pairs',
+           'scene_questions', 'corrupt_caption', 'class_prompts', 'ShapesWorld', 'caption_corpus', 'collate',
+           'describe', 'draw_sample', 'show_samples']
 
 # %% ../../nbs/foundations/05_world.ipynb #a503b2ce
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "heart")
@@ -90,6 +92,8 @@ BACKGROUND_DEPTH = 6.0
 MAX_ROTATION = 12.0  # degrees
 HAZE = 0.3           # how much background colour the farthest objects take on
 NOISE_STD = 0.02     # background pixel noise
+MAX_OBJECTS = 8      # per scene: the count words and answers go up to eight
+MAX_RENDER_SIZE = 1024  # image side in pixels; the noise tile alone is 48 * side**2 bytes
 
 def depth_scale(depth: float) -> float:
     "Apparent size factor: 1.15 at the nearest depth down to 0.85 at the farthest (a perspective cue)."
@@ -107,10 +111,108 @@ def _place(g: np.random.Generator, r: float, placed: Sequence[Mapping], tries: i
     i = int(ok[0]) if len(ok) else int(slack.argmax())
     return float(xy[i, 0]), float(xy[i, 1])
 
+# %% ../../nbs/foundations/05_world.ipynb #d985d2bc
+def _check_generator(g, name: str = "g") -> np.random.Generator:
+    if not isinstance(g, np.random.Generator):
+        raise TypeError(f"{name}: expected a numpy.random.Generator (e.g. sample_rng(...)), got {type(g).__name__}")
+    return g
+
+def _check_pairs(pairs, name: str = "pairs") -> Sequence[tuple[str, str]]:
+    "A non-empty list of (colour, shape) pairs of the world's names."
+    if not isinstance(pairs, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of (colour, shape) pairs, got {type(pairs).__name__}")
+    if not pairs: raise ValueError(f"{name}: expected at least one (colour, shape) pair, got an empty list")
+    for k, p in enumerate(pairs):
+        if not (isinstance(p, (list, tuple)) and len(p) == 2 and p[0] in COLOURS and p[1] in SHAPES):
+            raise ValueError(f"{name}[{k}]: expected a (colour, shape) pair of COLOURS and SHAPES, got {p!r}")
+    return pairs
+
+def _check_counts(min_objects, max_objects) -> tuple[int, int]:
+    low = check_int(min_objects, "min_objects", 0, MAX_OBJECTS)
+    high = check_int(max_objects, "max_objects", 1, MAX_OBJECTS)
+    if low > high: raise ValueError(f"min_objects: expected at most max_objects={high}, got {low}")
+    return low, high
+
+def _check_rgb(v, name: str) -> list[float]:
+    if not isinstance(v, (list, tuple, np.ndarray)) or len(v) != 3:
+        raise ValueError(f"{name}: expected 3 numbers (r, g, b) in [0, 1], got {v!r}")
+    return [check_float(c, f"{name}[{i}]", 0, 1) for i, c in enumerate(v)]
+
+
+# %% ../../nbs/foundations/05_world.ipynb #b71745d0
+_OBJECT_CHECKS = dict(
+    shape=lambda v, n: check_choice(v, SHAPES, n), colour=lambda v, n: check_choice(v, COLOURS, n),
+    size=lambda v, n: check_choice(v, SIZES, n), x=check_float, y=check_float, rotation=check_float,
+    radius=lambda v, n: check_float(v, n, 0, low_inclusive=False),
+    depth=lambda v, n: check_float(v, n, 0, low_inclusive=False), rgb=_check_rgb)
+RENDER_KEYS = ("shape", "x", "y", "radius", "rotation", "depth", "rgb")   # what rendering reads of an object
+TEXT_KEYS = ("shape", "colour", "size", "x", "y", "depth")                # what captions and questions read
+
+def _check_object(o, keys: Sequence[str], name: str = "o") -> Mapping:
+    if not isinstance(o, Mapping): raise TypeError(f"{name}: expected an object dict, got {type(o).__name__}")
+    missing = [k for k in keys if k not in o]
+    if missing: raise ValueError(f"{name}: expected keys {list(keys)}, missing {missing}")
+    for k in keys: _OBJECT_CHECKS[k](o[k], f"{name}['{k}']")
+    return o
+
+def _check_objects(objects, keys: Sequence[str], name: str = "objects") -> Sequence[Mapping]:
+    if not isinstance(objects, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of object dicts, got {type(objects).__name__}")
+    if len(objects) > MAX_OBJECTS:
+        raise ValueError(f"{name}: expected at most {MAX_OBJECTS} objects, got {len(objects)}")
+    for i, o in enumerate(objects): _check_object(o, keys, f"{name}[{i}]")
+    return objects
+
+def _check_scene(scene, name: str = "scene") -> Mapping:
+    "A scene dict as `sample_scene` makes it: objects with what rendering reads, and a background."
+    if not isinstance(scene, Mapping): raise TypeError(f"{name}: expected a scene dict, got {type(scene).__name__}")
+    missing = [k for k in ("objects", "background") if k not in scene]
+    if missing: raise ValueError(f"{name}: expected keys ['objects', 'background'], missing {missing}")
+    _check_objects(scene["objects"], RENDER_KEYS, f"{name}['objects']")
+    bg, where = scene["background"], f"{name}['background']"
+    if not isinstance(bg, Mapping) or any(k not in bg for k in ("rgb", "gradient", "noise_seed")):
+        raise ValueError(f"{where}: expected a dict with keys ['rgb', 'gradient', 'noise_seed'], got {bg!r:.80}")
+    _check_rgb(bg["rgb"], f"{where}['rgb']")
+    grad = bg["gradient"]
+    if not isinstance(grad, (list, tuple, np.ndarray)) or len(grad) != 2:
+        raise ValueError(f"{where}['gradient']: expected 2 numbers (dx, dy), got {grad!r}")
+    for i, v in enumerate(grad): check_float(v, f"{where}['gradient'][{i}]")
+    check_int(bg["noise_seed"], f"{where}['noise_seed']", 0)
+    return scene
+
+
+# %% ../../nbs/foundations/05_world.ipynb #6d3055d6
+def _check_table(table, keys: Sequence[str], name: str = "table") -> tuple[int, int]:
+    "An object table as `_object_table` makes it: (B, K) arrays (`rgb` (B, K, 3)), finite where `valid`; (B, K)."
+    if not isinstance(table, Mapping): raise TypeError(f"{name}: expected a dict of arrays, got {type(table).__name__}")
+    missing = [k for k in keys if k not in table]
+    if missing: raise ValueError(f"{name}: expected keys {list(keys)}, missing {missing}")
+    shape = np.shape(table["valid"])
+    if len(shape) != 2: raise ValueError(f"{name}['valid']: expected a (B, K) array, got shape {shape}")
+    valid = np.asarray(table["valid"], bool)
+    for k in keys:
+        want, got = shape + ((3,) if k == "rgb" else ()), np.shape(table[k])
+        if got != want: raise ValueError(f"{name}['{k}']: expected an array of shape {want} (as 'valid'), got {got}")
+        values = np.asarray(table[k])[valid]
+        if k != "valid" and not np.isfinite(values.astype(float)).all():
+            raise ValueError(f"{name}['{k}']: expected finite values for valid objects, got {values.tolist()[:5]}")
+    if "shape" in keys and not np.isin(np.asarray(table["shape"])[valid], range(len(SHAPES))).all():
+        raise ValueError(f"{name}['shape']: expected shape indices in [0, {len(SHAPES)}), "
+                         f"got {np.asarray(table['shape'])[valid].tolist()[:5]}")
+    radii = np.asarray(table["radius"])[valid] if "radius" in keys else np.ones(1)
+    if not (radii > 0).all(): raise ValueError(f"{name}['radius']: expected positive radii, got {radii.tolist()[:5]}")
+    return shape
+
+
 # %% ../../nbs/foundations/05_world.ipynb #f80c6e27
 def sample_scene(g: np.random.Generator, pairs: Sequence[tuple[str, str]], min_objects: int, max_objects: int) -> dict:
     """Draw one scene's parameters (no pixels): a background and objects with attributes, centre, radius,
     rotation, depth."""
+    _check_generator(g); _check_pairs(pairs)
+    return _sample_scene(g, pairs, *_check_counts(min_objects, max_objects))
+
+def _sample_scene(g: np.random.Generator, pairs: Sequence[tuple[str, str]], min_objects: int, max_objects: int) -> dict:
+    "`sample_scene` without the input checks, for callers that checked once (`ShapesWorld`)."
     bg = np.clip(g.uniform(0.08, 0.24) + g.normal(0, 0.02, 3), 0, 1)
     gradient, noise_seed = g.uniform(-0.06, 0.06, 2), int(g.integers(2**63))
     objects = []
@@ -131,14 +233,27 @@ def sample_scene(g: np.random.Generator, pairs: Sequence[tuple[str, str]], min_o
 # %% ../../nbs/foundations/05_world.ipynb #211edd8b
 def _len(x, y): return torch.sqrt(x * x + y * y)
 
-def sd_circle(x, y): return _len(x, y) - 0.85
+def _check_sdf(x, y, **sizes):
+    "SDF inputs: float tensors `x`, `y` of one shape; the shape's size parameters positive (a `shift` any finite)."
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a float tensor of coordinates, got {type(t).__name__}")
+        check_dtype(t, "float", name)
+    if x.shape != y.shape: raise ValueError(f"y: expected the shape of x {tuple(x.shape)}, got {tuple(y.shape)}")
+    for name, v in sizes.items(): check_float(v, name, *((None,) if name == "shift" else (0,)), low_inclusive=False)
+
+def sd_circle(x, y):
+    _check_sdf(x, y)
+    return _len(x, y) - 0.85
 
 def sd_square(x, y, b=0.7):
+    _check_sdf(x, y, b=b)
     dx, dy = x.abs() - b, y.abs() - b
     return _len(dx.clamp(min=0), dy.clamp(min=0)) + torch.maximum(dx, dy).clamp(max=0)
 
 _K3 = math.sqrt(3.0)
 def sd_triangle(x, y, r=0.75):
+    _check_sdf(x, y, r=r)
     x = x.abs() - r
     y = y + r / (2 * _K3) + r / _K3                  # centre the bounding box, then IQ's centroid offset
     fold = (x + _K3 * y) > 0
@@ -148,6 +263,7 @@ def sd_triangle(x, y, r=0.75):
 
 _S1 = (0.809016994375, -0.587785252292)              # (cos 36°, -sin 36°): the star's mirror axes
 def sd_star(x, y, rf=0.45, s=0.92, shift=0.0955):
+    _check_sdf(x, y, rf=rf, s=s, shift=shift)
     x, y = x.abs() / s, y / s + shift
     d = (_S1[0] * x + _S1[1] * y).clamp(min=0)
     x, y = x - 2 * d * _S1[0], y - 2 * d * _S1[1]
@@ -160,6 +276,7 @@ def sd_star(x, y, rf=0.45, s=0.92, shift=0.0955):
 
 # %% ../../nbs/foundations/05_world.ipynb #4b355b52
 def sd_hexagon(x, y, r=0.82):
+    _check_sdf(x, y, r=r)
     kx, ky, kz = -0.866025404, 0.5, 0.577350269
     x, y = x.abs(), y.abs()
     d = (kx * x + ky * y).clamp(max=0)
@@ -168,11 +285,13 @@ def sd_hexagon(x, y, r=0.82):
     return _len(x, y) * torch.sign(y)
 
 def sd_diamond(x, y, bx=0.62, by=0.98):
+    _check_sdf(x, y, bx=bx, by=by)
     x, y = x.abs(), y.abs()
     h = (((bx - 2 * x) * bx - (by - 2 * y) * by) / (bx * bx + by * by)).clamp(-1, 1)
     return _len(x - 0.5 * bx * (1 - h), y - 0.5 * by * (1 + h)) * torch.sign(x * by + y * bx - bx * by)
 
 def sd_cross(x, y, bx=0.9, by=0.3):
+    _check_sdf(x, y, bx=bx, by=by)
     x, y = x.abs(), y.abs()
     swap = y > x
     x, y = torch.where(swap, y, x), torch.where(swap, x, y)
@@ -182,6 +301,7 @@ def sd_cross(x, y, bx=0.9, by=0.3):
     return torch.sign(k) * _len(wx.clamp(min=0), wy.clamp(min=0))
 
 def sd_heart(x, y, s=1.4, shift=0.552):
+    _check_sdf(x, y, s=s, shift=shift)
     x, y = x.abs() / s, y / s + shift
     upper = _len(x - 0.25, y - 0.75) - math.sqrt(2) / 4
     m = (x + y).clamp(min=0) * 0.5
@@ -207,7 +327,9 @@ def _object_table(scenes: Sequence[Mapping]) -> dict:
 
 def coverage(table: Mapping, size: int) -> torch.Tensor:
     "Anti-aliased coverage (B, K, H, W) of every object: `clamp(0.5 - signed distance in pixels, 0, 1)`."
-    valid = table["valid"]
+    _check_table(table, ("valid", "shape", "x", "y", "radius", "theta"))
+    size = check_int(size, "size", 1, MAX_RENDER_SIZE)
+    valid = np.asarray(table["valid"], bool)
     alpha = torch.zeros(*valid.shape, size, size)
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size          # pixel centres in [0, 1]
     col = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).view(-1, 1, 1)
@@ -248,7 +370,10 @@ def composite(alpha: torch.Tensor, table: Mapping,
               background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Painter's algorithm, far to near with `over`: the image, the background's visible weight (B, H, W),
     each object's (B, K, H, W)."""
-    B, K = table["valid"].shape
+    B, K = _check_table(table, ("valid", "depth", "rgb"))
+    dims = check_shape(alpha, ("B", "K", "H", "W"), "alpha", {"B": B, "K": K})
+    check_shape(background, ("B", 3, "H", "W"), "background", dims)
+    for name, t in (("alpha", alpha), ("background", background)): check_dtype(t, "float", name); check_finite(t, name)
     # padding (inf depth) first: a no-op
     far_to_near = torch.from_numpy(np.argsort(-table["depth"], axis=1, kind="stable"))
     rgb, rows = torch.from_numpy(table["rgb"].astype(np.float32)), torch.arange(B)
@@ -268,6 +393,8 @@ def composite(alpha: torch.Tensor, table: Mapping,
 # %% ../../nbs/foundations/05_world.ipynb #dc9851d5
 def owner_map(background_weight: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     "What each pixel shows most (B, H, W): 0 = background, k + 1 = object k (ties go to the earlier one)."
+    check_shape(background_weight, ("B", "H", "W"), "background_weight",
+                check_shape(weight, ("B", None, "H", "W"), "weight"))
     best, owner = background_weight, torch.zeros(background_weight.shape, dtype=torch.long)
     for k in range(weight.shape[1]):
         owner.masked_fill_(weight[:, k] > best, k + 1)
@@ -276,6 +403,11 @@ def owner_map(background_weight: torch.Tensor, weight: torch.Tensor) -> torch.Te
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     "Tight xyxy pixel boxes (..., 4) of boolean masks (..., H, W); `x2`/`y2` exclusive; empty masks give zeros."
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(f"masks: expected a bool tensor of shape (..., H, W), got {type(masks).__name__}")
+    if masks.ndim < 2 or 0 in masks.shape[-2:]:
+        raise ValueError(f"masks: expected a tensor of shape (..., H, W) with H, W > 0, got shape {tuple(masks.shape)}")
+    check_dtype(masks, "bool", "masks")
     H, W = masks.shape[-2:]
     cols, rows = masks.any(-2).int(), masks.any(-1).int()
     x1, x2 = cols.argmax(-1), W - cols.flip(-1).argmax(-1)          # first and one-past-last set column
@@ -286,6 +418,14 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
 def render_scenes(scenes: Sequence[Mapping], size: int) -> dict:
     """Render scene dicts in one vectorised pass: images, alpha, owner (0 = background), masks, boxes, areas,
     depth, semantic."""
+    if not isinstance(scenes, (list, tuple)):
+        raise TypeError(f"scenes: expected a list of scene dicts, got {type(scenes).__name__}")
+    if not scenes: raise ValueError("scenes: expected at least one scene, got an empty list")
+    for i, s in enumerate(scenes): _check_scene(s, f"scenes[{i}]")
+    return _render_scenes(scenes, check_int(size, "size", 1, MAX_RENDER_SIZE))
+
+def _render_scenes(scenes: Sequence[Mapping], size: int) -> dict:
+    "`render_scenes` without the input checks, for callers that checked once (`ShapesWorld`)."
     table = _object_table(scenes)
     B, K = table["valid"].shape
     alpha = coverage(table, size)
@@ -316,6 +456,15 @@ def _word(name: str, g: np.random.Generator | None, p: float) -> str:
 
 def noun_phrase(o: Mapping, size: bool = True, g: np.random.Generator | None = None, p_syn: float = 0.0) -> str:
     "'a large red circle' (canonical) or, with a generator `g` and `p_syn` > 0, a paraphrase like 'a big crimson disc'."
+    size, p_syn = check_bool(size, "size"), check_float(p_syn, "p_syn", 0, 1)
+    _check_object(o, ("size", "colour", "shape") if size else ("colour", "shape"), "o")
+    if p_syn > 0 and g is None:
+        raise ValueError(f"g: expected a numpy.random.Generator to draw synonyms with p_syn={p_syn}, got None")
+    if g is not None: _check_generator(g)
+    return _noun_phrase(o, size, g, p_syn)
+
+def _noun_phrase(o: Mapping, size: bool = True, g: np.random.Generator | None = None, p_syn: float = 0.0) -> str:
+    "`noun_phrase` without the input checks (the caption grammar calls it many times per object)."
     words = ([_word(o["size"], g, p_syn)] if size else []) + [_word(o["colour"], g, p_syn), _word(o["shape"], g, p_syn)]
     return _an(" ".join(words))
 
@@ -366,27 +515,32 @@ def _pick(g: np.random.Generator, items: Sequence): return items[int(g.integers(
 # %% ../../nbs/foundations/05_world.ipynb #a2d03897
 def scene_captions(objects: Sequence[Mapping], g: np.random.Generator) -> list[str]:
     "Five captions: canonical list, template, paraphrase, spatial relation (or region), depth relation (or distance)."
+    _check_objects(objects, TEXT_KEYS); _check_generator(g)
+    return _scene_captions(objects, g)
+
+def _scene_captions(objects: Sequence[Mapping], g: np.random.Generator) -> list[str]:
+    "`scene_captions` without the input checks, for callers that checked once (`ShapesWorld`)."
     objs = sorted(objects, key=lambda o: o["x"])                       # read left to right
     if not objs: return list(_EMPTY)
     n, with_size = len(objs), g.random() < 0.5
-    c0 = _join([noun_phrase(o) for o in objs])
-    c1 = _pick(g, _LIST_TEMPLATES).format(list=_join([noun_phrase(o, size=with_size) for o in objs]),
+    c0 = _join([_noun_phrase(o) for o in objs])
+    c1 = _pick(g, _LIST_TEMPLATES).format(list=_join([_noun_phrase(o, size=with_size) for o in objs]),
                                           count=COUNT_WORDS[n], shapes="shape" if n == 1 else "shapes")
     template = _pick(g, _PARA_TEMPLATES)                              # drawn before the paraphrase's words
-    c2 = template.format(list=_join([noun_phrase(o, size=g.random() < 0.5, g=g, p_syn=0.7) for o in objs]))
+    c2 = template.format(list=_join([_noun_phrase(o, size=g.random() < 0.5, g=g, p_syn=0.7) for o in objs]))
     side, depth = relations(objs, ("side",)), relations(objs, ("depth",))
     if side:
         i, rel, j = _pick(g, side)
-        c3 = f"{noun_phrase(objs[i], size=False)} {rel} {noun_phrase(objs[j], size=False)}"
+        c3 = f"{_noun_phrase(objs[i], size=False)} {rel} {_noun_phrase(objs[j], size=False)}"
     else:
         o = _pick(g, objs)
-        c3 = f"{noun_phrase(o, size=False)} {_region_phrase(o)}"
+        c3 = f"{_noun_phrase(o, size=False)} {_region_phrase(o)}"
     if depth:
         i, rel, j = _pick(g, depth)
-        c4 = f"{noun_phrase(objs[i], size=False)} {rel} {noun_phrase(objs[j], size=False)}"
+        c4 = f"{_noun_phrase(objs[i], size=False)} {rel} {_noun_phrase(objs[j], size=False)}"
     else:
         o = _pick(g, objs)
-        c4 = f"{noun_phrase(o)} {_distance_phrase(o)}"
+        c4 = f"{_noun_phrase(o)} {_distance_phrase(o)}"
     return [c0, c1, c2, c3, c4]
 
 # %% ../../nbs/foundations/05_world.ipynb #807c22af
@@ -475,6 +629,12 @@ def _position_question(objects: Sequence[Mapping], order: list[int],
 def scene_questions(objects: Sequence[Mapping], g: np.random.Generator,
                     pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
     "VQA triples `(type, question, answer)`, at most one per type in `QUESTION_TYPES` order."
+    _check_objects(objects, TEXT_KEYS); _check_generator(g); _check_pairs(pairs)
+    return _scene_questions(objects, g, pairs)
+
+def _scene_questions(objects: Sequence[Mapping], g: np.random.Generator,
+                     pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    "`scene_questions` without the input checks, for callers that checked once (`ShapesWorld`)."
     out = []
     order = [int(i) for i in g.permutation(len(objects))]
     colours = sorted({c for c, _ in pairs}, key=COLOURS.index)
@@ -498,6 +658,8 @@ def scene_questions(objects: Sequence[Mapping], g: np.random.Generator,
 # %% ../../nbs/foundations/05_world.ipynb #25ca49e1
 def corrupt_caption(caption: str, g: np.random.Generator, p_drop: float = 0.2) -> str:
     "Web-like corruption: drop words (at least one) and swap two of the rest."
+    check_str(caption, "caption")
+    _check_generator(g); p_drop = check_float(p_drop, "p_drop", 0, 1)
     words = caption.split()
     if len(words) < 3: return " ".join(reversed(words))
     keep = g.random(len(words)) >= p_drop
@@ -514,7 +676,18 @@ PROMPT_TEMPLATES = ("a {}.", "a photo of a {}.", "a picture of a {}.", "an image
 
 def class_prompts(names: Sequence[str], templates: Sequence[str] = PROMPT_TEMPLATES) -> list[list[str]]:
     "Zero-shot prompts `[name][template]`, e.g. 'a photo of a circle.', with 'a'/'an' fixed."
+    names = check_strings(names, "names", nonempty=True)
+    templates = check_strings(templates, "templates", nonempty=True)
+    for k, t in enumerate(templates): _check_template(t, f"templates[{k}]")
     return [[fix_articles(t.format(n)) for t in templates] for n in names]
+
+def _check_template(template: str, name: str) -> str:
+    "Exactly one plain '{}': no field names, attributes or format specs (a template is text, not code)."
+    try: fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+    except ValueError: fields = None
+    if fields != [("", "", None)]:
+        raise ValueError(f"{name}: expected a template with exactly one '{{}}' placeholder, got {template!r}")
+    return template
 
 # %% ../../nbs/foundations/05_world.ipynb #fc4a9ff6
 class ShapesWorld(Dataset):
@@ -526,10 +699,7 @@ class ShapesWorld(Dataset):
         self.seed = check_int(seed, "seed", 0, 2**63 - 1)
         self.length = check_int(length, "length", 1, 2**62)
         self.image_size = check_int(image_size, "image_size", 16, 256)
-        self.min_objects = check_int(min_objects, "min_objects", 0, 8)
-        self.max_objects = check_int(max_objects, "max_objects", 1, 8)
-        if self.min_objects > self.max_objects:
-            raise ValueError(f"min_objects: expected at most max_objects={max_objects}, got {min_objects}")
+        self.min_objects, self.max_objects = _check_counts(min_objects, max_objects)
         self.caption_noise = check_float(caption_noise, "caption_noise", 0, 1)
         self.pairs = split_pairs(split)
 
@@ -578,12 +748,12 @@ def scene(self: ShapesWorld, index: int) -> dict:
     "Scene parameters of sample `index` (background and objects); cheap, no rendering."
     index = check_index(index, self.length, "index")
     g = sample_rng(self.seed, self.split, index, "scene")
-    return sample_scene(g, self.pairs, self.min_objects, self.max_objects)
+    return _sample_scene(g, self.pairs, self.min_objects, self.max_objects)         # arguments checked in __init__
 
 @patch
 def _text(self: ShapesWorld, index: int, objects: Sequence[Mapping]) -> tuple[list[str], list[tuple[str, str, str]]]:
     g = sample_rng(self.seed, self.split, index, "text")
-    return scene_captions(objects, g), scene_questions(objects, g, self.pairs)
+    return _scene_captions(objects, g), _scene_questions(objects, g, self.pairs)
 
 @patch
 def captions(self: ShapesWorld, index: int) -> tuple[list[str], dict]:
@@ -615,11 +785,15 @@ def _corrupt(self: ShapesWorld, caption: str, g: np.random.Generator, tries: int
 @patch
 def __getitems__(self: ShapesWorld, indices: Sequence[int]) -> list[dict]:
     "Samples for `indices`, rendered in one vectorised pass (torch's DataLoader calls this with a batch)."
-    if isinstance(indices, (torch.Tensor, np.ndarray)): indices = indices.tolist()
+    if isinstance(indices, (torch.Tensor, np.ndarray)):
+        if indices.ndim != 1: raise ValueError(f"indices: expected a 1-d tensor, got shape {tuple(indices.shape)}")
+        indices = indices.tolist()
+    if not isinstance(indices, (list, tuple, range)):
+        raise TypeError(f"indices: expected a list of ints, got {type(indices).__name__}")
     indices = [check_index(i, self.length, "index") for i in indices]
     if not indices: return []
     scenes = [self.scene(i) for i in indices]
-    rendered = render_scenes(scenes, self.image_size)
+    rendered = _render_scenes(scenes, self.image_size)
     return [self._sample(i, s, b, rendered) for b, (i, s) in enumerate(zip(indices, scenes))]
 
 _META_KEYS = ("shape", "colour", "size", "x", "y", "radius", "rotation", "depth", "label")
@@ -667,6 +841,26 @@ def _stack_optional(samples: Sequence[Mapping], key: str) -> torch.Tensor | None
     if len(shapes) > 1: raise ValueError(f"collate: expected `{key}` of one shape in a batch, got shapes {shapes}")
     return torch.stack(vals)
 
+# %% ../../nbs/foundations/05_world.ipynb #bd5e3df1
+_SAMPLE_CHECKS = dict(
+    image=lambda v, n: check_tensor(v, n, 3, "float"), label=check_int,
+    boxes=lambda v, n: (check_shape(v, (None, 4), n), check_finite(v, n)),
+    labels=lambda v, n: check_tensor(v, n, 1, "int"),
+    masks=lambda v, n: check_tensor(v, n, 3, "bool"),
+    captions=lambda v, n: check_strings(v, n, allow_empty=True),
+    questions=lambda v, n: check_strings(v, n, allow_empty=True),
+    answers=lambda v, n: check_strings(v, n, allow_empty=True))
+
+def _check_sample(sample, keys: Sequence[str], where: str, checked: Sequence[str] | None = None) -> Mapping:
+    "`sample` has `keys`; the fields in `checked` (default: all `keys`) have the schema's types."
+    if not isinstance(sample, Mapping): raise TypeError(f"{where}: expected a sample dict, got {type(sample).__name__}")
+    missing = [k for k in keys if k not in sample]
+    if missing: raise ValueError(f"{where}: expected keys {list(keys)}, lacks {missing}")
+    for k in (keys if checked is None else checked):
+        if k in _SAMPLE_CHECKS: _SAMPLE_CHECKS[k](sample[k], f"{where}['{k}']")
+    return sample
+
+
 # %% ../../nbs/foundations/05_world.ipynb #0f9853a5
 def collate(samples: Sequence[Mapping]) -> dict:
     "Batch samples of the shared schema: `images`, `label`, `semantic`, `depth` stacked; the rest per-sample lists."
@@ -674,15 +868,16 @@ def collate(samples: Sequence[Mapping]) -> dict:
         raise TypeError(f"collate: expected a list of sample dicts, got {type(samples).__name__}")
     if not samples: raise ValueError("collate: expected a non-empty list of samples, got an empty list")
     for i, s in enumerate(samples):
-        if not isinstance(s, Mapping):
-            raise TypeError(f"collate: expected sample dicts, got {type(s).__name__} at sample {i}")
-        missing = [k for k in SAMPLE_KEYS if k not in s]
-        if missing: raise ValueError(f"collate: expected keys {list(SAMPLE_KEYS)}, sample {i} lacks {missing}")
-    size = tuple(samples[0]["image"].shape)
+        _check_sample(s, SAMPLE_KEYS, f"collate: sample {i}", checked=("image", "label", "captions", "questions",
+                                                                      "answers"))
+    size, dtype = tuple(samples[0]["image"].shape), samples[0]["image"].dtype
     for i, s in enumerate(samples):
         if tuple(s["image"].shape) != size:
             raise ValueError(f"collate: expected every image of shape {'x'.join(map(str, size))} (as sample 0), "
                              f"got {'x'.join(map(str, s['image'].shape))} at sample {i}")
+        if s["image"].dtype != dtype:
+            raise ValueError(f"collate: expected every image of dtype {dtype} (as sample 0), "
+                             f"got {s['image'].dtype} at sample {i}")
     return dict(images=torch.stack([s["image"] for s in samples]),
                 label=torch.tensor([int(s["label"]) for s in samples], dtype=torch.long),
                 captions=[list(s["captions"]) for s in samples], boxes=[s["boxes"] for s in samples],
@@ -694,6 +889,7 @@ def collate(samples: Sequence[Mapping]) -> dict:
 # %% ../../nbs/foundations/05_world.ipynb #2995bd0a
 def describe(sample: Mapping) -> str:
     "A plain-text account of a sample: objects with attributes and boxes, captions, questions and answers."
+    _check_sample(sample, ("image", "label", "boxes", "captions", "questions", "answers"), "sample")
     m, lab = sample.get("meta", {}), sample["label"]
     lines = [f"{m.get('source', '?')}/{m.get('split', '?')} #{m.get('index', '?')}: "
              f"image {tuple(sample['image'].shape)}, label {lab} ({SHAPES[lab] if 0 <= lab < len(SHAPES) else 'none'})"]
@@ -715,6 +911,10 @@ def _label_name(label) -> str: return SHAPES[int(label)] if 0 <= int(label) < le
 def draw_sample(sample: Mapping, boxes: bool = True, masks: bool = False, scale: int = 4,
                 names: bool = True) -> torch.Tensor:
     "The image enlarged `scale` times as uint8 (3, sH, sW), with instance masks and/or labelled boxes drawn on it."
+    boxes, masks, names = check_bool(boxes, "boxes"), check_bool(masks, "masks"), check_bool(names, "names")
+    scale = check_int(scale, "scale", 1, 64)
+    _check_sample(sample, ("image", "boxes", "labels") + (("masks",) if masks else ()), "sample")
+    check_finite(sample["image"], "sample['image']")
     from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks   # lazy: plotting is optional
     up = lambda t: t.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
     img = up((sample["image"].clamp(0, 1) * 255).round().to(torch.uint8))
@@ -732,7 +932,12 @@ def show_samples(samples: Sequence[Mapping], ncols: int = 4, caption: int | Sequ
                  boxes: bool = False, masks: bool = False, scale: int = 4, width: int = 30):
     "A grid of samples titled with their caption(s) number `caption` (an int, several, or None); returns the figure."
     import matplotlib.pyplot as plt
-    which = [] if caption is None else [caption] if isinstance(caption, int) else list(caption)
+    if not isinstance(samples, (list, tuple)) or not samples:
+        raise ValueError(f"samples: expected a non-empty list of samples, got {samples!r:.60}")
+    ncols, width = check_int(ncols, "ncols", 1, 64), check_int(width, "width", 1)
+    if caption is None: which = []
+    elif isinstance(caption, (list, tuple)): which = [check_int(c, f"caption[{k}]", 0) for k, c in enumerate(caption)]
+    else: which = [check_int(caption, "caption", 0)]
     title = lambda s: "\n".join(textwrap.fill(s["captions"][c], width) for c in which if c < len(s["captions"]))
     titles = [title(s) for s in samples]
     lines = max([t.count("\n") + 1 for t in titles if t] + [0])

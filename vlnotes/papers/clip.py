@@ -16,8 +16,8 @@ from torch import nn
 from fastcore.basics import patch
 
 from ..core import (Config, ModelOutput, check_int, check_float, check_choice, check_images, check_same_batch,
-                          check_shape)
-from ..layers import TransformerEncoder, AttentionPool2d
+                          check_shape, check_bool, check_dtype, checking_values)
+from ..layers import TransformerEncoder, AttentionPool2d, MAX_COUNT, MAX_DEPTH, MAX_SIDE, MAX_WIDTH
 from ..convert import rename_state_dict, load_strict, hf_activation, max_abs_diff
 from ..losses import clip_loss, clip_loss_distributed, gather_with_grad
 from ..captioning import check_tokens
@@ -48,10 +48,10 @@ class CLIPTextConfig(Config):
     pool: str = "eos"             # "eos": first eos_id token; "argmax": largest token id (legacy OpenAI vocab)
 
     def validate(self):
-        for name in ("vocab_size", "context_length", "dim", "depth", "heads"):
-            check_int(getattr(self, name), f"CLIPTextConfig.{name}", low=1)
+        limits = dict(vocab_size=MAX_COUNT, context_length=MAX_SIDE, dim=MAX_WIDTH, depth=MAX_DEPTH, heads=MAX_WIDTH)
+        for name, high in limits.items(): check_int(getattr(self, name), f"CLIPTextConfig.{name}", 1, high)
         if self.mlp_dim is None: self.mlp_dim = 4 * self.dim
-        check_int(self.mlp_dim, "CLIPTextConfig.mlp_dim", low=1)
+        check_int(self.mlp_dim, "CLIPTextConfig.mlp_dim", 1, 4 * MAX_WIDTH)
         if self.dim % self.heads:
             raise ValueError(f"CLIPTextConfig: dim must be divisible by heads, got dim={self.dim}, heads={self.heads}")
         check_choice(self.act, TEXT_ACTS, "CLIPTextConfig.act"); check_choice(self.pool, POOLS, "CLIPTextConfig.pool")
@@ -96,12 +96,22 @@ class TextTransformer(nn.Module):
         if self.config.pool == "argmax": return input_ids.to(torch.int).argmax(-1)
         return (input_ids == self.config.eos_id).to(torch.int).argmax(-1)   # first occurrence
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TowerOutput:
+    def token_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        "The bool mask of real tokens, after `check_tokens` (which reads values: shapes only inside a compiled graph)."
         c = self.config
-        mask = check_tokens(input_ids, attention_mask, c.vocab_size, c.context_length,
-                            c.eos_id if c.pool == "eos" else None)
+        if checking_values():
+            return check_tokens(input_ids, attention_mask, c.vocab_size, c.context_length,
+                                c.eos_id if c.pool == "eos" else None)
+        dims = check_shape(input_ids, ("B", "L"), "input_ids"); check_dtype(input_ids, "int", "input_ids")
+        if attention_mask is None: return torch.ones_like(input_ids, dtype=torch.bool)
+        check_shape(attention_mask, ("B", "L"), "attention_mask", dims)
+        return attention_mask.bool()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TowerOutput:
+        mask = self.token_mask(input_ids, attention_mask)
         x = self.token_embedding(input_ids) + self.position_embedding[:input_ids.shape[1]]
-        padding = None if bool(mask.all()) else (~mask).to(x.device)
+        # padding is masked whenever a mask is given: a branch on its values would not compile
+        padding = None if attention_mask is None else (~mask).to(x.device)
         x = self.encoder(x, key_padding_mask=padding, causal=True)
         return TowerOutput(x, x[torch.arange(x.shape[0], device=x.device), self.pool_index(input_ids).to(x.device)])
 
@@ -120,8 +130,8 @@ class CLIPResNetConfig(Config):
     heads: int = 4       # attention-pooling heads
 
     def validate(self):
-        for name in ("image_size", "depth", "width", "heads"):
-            check_int(getattr(self, name), f"CLIPResNetConfig.{name}", low=1)
+        limits = dict(image_size=MAX_SIDE, depth=6 * MAX_DEPTH + 2, width=MAX_WIDTH, heads=MAX_WIDTH)
+        for name, high in limits.items(): check_int(getattr(self, name), f"CLIPResNetConfig.{name}", 1, high)
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"CLIPResNetConfig.depth: expected 6n+2 with n >= 1 (8, 14, 20, ...), got {self.depth}")
         if self.image_size % 4:
@@ -179,7 +189,7 @@ class CLIPConfig(Config):
                             f"ViTConfig, CLIPResNetConfig), got {type(self.vision).__name__}")
         if not isinstance(self.text, CLIPTextConfig):
             raise TypeError(f"CLIPConfig.text: expected a CLIPTextConfig, got {type(self.text).__name__}")
-        check_int(self.embed_dim, "CLIPConfig.embed_dim", low=1)
+        check_int(self.embed_dim, "CLIPConfig.embed_dim", 1, MAX_WIDTH)
         check_float(self.max_logit_scale, "CLIPConfig.max_logit_scale", low=1, low_inclusive=False)
         check_float(self.logit_scale_init, "CLIPConfig.logit_scale_init", 0, math.log(self.max_logit_scale))
 
@@ -231,30 +241,39 @@ class CLIP(nn.Module):
 
 # %% ../../nbs/papers/20_contrastive/20_clip.ipynb #ab2090d4
 @patch
-def image_features(self: CLIP, images: torch.Tensor) -> torch.Tensor:
-    "The image tower's pooled output `(B, vision.dim)`, before the projection."
-    return self.visual(images).pooled
+def image_features(self: CLIP, images: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+    """The image tower's pooled output `(B, vision.dim)`, before the projection. `interpolate_pos_encoding`:
+    run a ViT tower at another resolution (its position embeddings resampled; see the ViT notebook)."""
+    if not check_bool(interpolate_pos_encoding, "interpolate_pos_encoding"): return self.visual(images).pooled
+    if not isinstance(self.visual, ViT):
+        raise ValueError(f"interpolate_pos_encoding: expected False for a {type(self.visual).__name__} image tower "
+                         f"(only a ViT tower has position embeddings to resample), got True; resize the images to "
+                         f"{self.image_size} (e.g. with clip_preprocess(images, size))")
+    return self.visual(images, interpolate_pos_encoding=True).pooled
 
 @patch
-def encode_image(self: CLIP, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+def encode_image(self: CLIP, images: torch.Tensor, normalize: bool = False,
+                 interpolate_pos_encoding: bool = False) -> torch.Tensor:
     "Projected image features `(B, embed_dim)`; unit length with `normalize=True`."
-    z = self.visual_projection(self.image_features(images))
-    return F.normalize(z, dim=-1) if normalize else z
+    z = self.visual_projection(self.image_features(images, interpolate_pos_encoding))
+    return F.normalize(z, dim=-1) if check_bool(normalize, "normalize") else z
 
 @patch
 def encode_text(self: CLIP, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 normalize: bool = False) -> torch.Tensor:
     "Projected end-of-text features `(B, embed_dim)`; unit length with `normalize=True`."
+    check_bool(normalize, "normalize")
     z = self.text_projection(self.text(input_ids, attention_mask).pooled)
     return F.normalize(z, dim=-1) if normalize else z
 
 @patch
 def forward(self: CLIP, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-            return_loss: bool = False) -> CLIPOutput:
+            return_loss: bool = False, interpolate_pos_encoding: bool = False) -> CLIPOutput:
     "Similarities of every image with every text, scaled, and the normalised embeddings (and the loss)."
+    check_bool(return_loss, "return_loss")
     if all(isinstance(x, torch.Tensor) for x in (images, input_ids)) and (images.ndim, input_ids.ndim) == (4, 2):
         check_same_batch(images=images, input_ids=input_ids)   # checked first: it names both inputs
-    image_embeds = self.encode_image(images, normalize=True)
+    image_embeds = self.encode_image(images, normalize=True, interpolate_pos_encoding=interpolate_pos_encoding)
     text_embeds = self.encode_text(input_ids, attention_mask, normalize=True)
     logits = self.scale() * image_embeds @ text_embeds.t()
     return CLIPOutput(logits, logits.t(), image_embeds, text_embeds, clip_loss(logits) if return_loss else None)
@@ -373,7 +392,8 @@ OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26
 
 def clip_preprocess(images: torch.Tensor, size: int = 224) -> torch.Tensor:
     "Images `(B, 3, H, W)` in [0, 1] -> resized (bicubic) to `size` and normalised with OpenAI CLIP's pixel statistics."
-    check_shape(images, (None, 3, None, None), "images")
+    check_images(images, 3, name="images")    # float: uint8 pixels in [0, 255] would be clamped to white
+    size = check_int(size, "size", 1, MAX_SIDE)
     x = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
     mean, std = torch.tensor(OPENAI_MEAN, device=x.device), torch.tensor(OPENAI_STD, device=x.device)
     return (x - mean[:, None, None]) / std[:, None, None]

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 
-from ..core import Config, ModelOutput, check_images, check_choice, check_int, check_bool, check_same_batch
+from ..core import (Config, ModelOutput, check_images, check_choice, check_int, check_bool, check_same_batch,
+                          check_dtype, check_range)
+from ..layers import MAX_COUNT, MAX_DEPTH, MAX_WIDTH
 from ..convert import load_strict, assert_close_outputs
 
 # %% auto #0
@@ -133,11 +135,15 @@ class ResNetConfig(Config):
             v = getattr(self, name)
             if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or not len(v):
                 raise TypeError(f"ResNetConfig.{name}: expected a non-empty sequence of ints, got {v!r}")
-            setattr(self, name, tuple(check_int(n, f"ResNetConfig.{name}[{i}]", low=1) for i, n in enumerate(v)))
+            high = MAX_DEPTH if name == "layers" else MAX_WIDTH
+            setattr(self, name, tuple(check_int(n, f"ResNetConfig.{name}[{i}]", 1, high) for i, n in enumerate(v)))
         if len(self.layers) != len(self.widths):
-            raise ValueError(f"ResNetConfig: expected one width per stage, got layers={self.layers}, "
+            raise ValueError(f"ResNetConfig.widths: expected one width per stage, got layers={self.layers}, "
                              f"widths={self.widths}")
-        self.num_classes = check_int(self.num_classes, "ResNetConfig.num_classes", low=0)
+        if self.shortcut == "A" and any(b < a for a, b in zip(self.widths, self.widths[1:])):
+            raise ValueError(f"ResNetConfig.widths: expected non-decreasing widths with shortcut 'A' (zero-padding "
+                             f"cannot remove channels), got {self.widths}")
+        self.num_classes = check_int(self.num_classes, "ResNetConfig.num_classes", 0, MAX_COUNT)
         self.plain = check_bool(self.plain, "ResNetConfig.plain")
 
 # %% ../../nbs/papers/10_backbones/10_resnet.ipynb #ff44692b
@@ -313,6 +319,7 @@ def from_torchvision(cls: ResNet, model: nn.Module) -> ResNet:
 # %% ../../nbs/papers/10_backbones/10_resnet.ipynb #76d07168
 def randomise_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
     "Give every BatchNorm random affine parameters and running statistics (reproducibly), in place; returns `model`."
+    if not isinstance(model, nn.Module): raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
     g = torch.Generator().manual_seed(check_int(seed, "seed"))
     with torch.no_grad():
         for m in model.modules():
@@ -375,6 +382,7 @@ def gradient_split(model: ResNet, images: torch.Tensor, labels: torch.Tensor) ->
         raise ValueError("model: expected a residual net for gradient_split, got a plain one (no shortcut)")
     if model.fc is None: raise ValueError("model: expected a classifier (num_classes > 0) for gradient_split, got none")
     check_same_batch(images=images, labels=labels)
+    check_dtype(labels, "int", "labels"); check_range(labels, 0, model.fc.out_features - 1, "labels")
     was_training = model.training
     model.eval()
     try:

@@ -16,7 +16,8 @@ from fastcore.basics import patch
 
 from ..core import (Config, ModelOutput, check_bool, check_choice, check_float, check_images, check_int,
                           check_pair, check_shape)
-from ..layers import ACTIVATIONS, PatchEmbed, TransformerEncoder, interpolate_pos_embed
+from ..layers import (ACTIVATIONS, MAX_COUNT, MAX_DEPTH, MAX_SIDE, MAX_WIDTH, PatchEmbed, TransformerEncoder,
+                            check_dropout, interpolate_pos_embed)
 from ..convert import Rule, assert_close_outputs, hf_activation, load_strict, rename_state_dict
 
 # %% auto #0
@@ -64,16 +65,21 @@ def validate(self: ViTConfig):
         check_pair(getattr(self, f), f"ViTConfig.{f}")
         if isinstance(getattr(self, f), list): setattr(self, f, tuple(getattr(self, f)))
     (ih, iw), (ph, pw) = check_pair(self.image_size, "image_size"), check_pair(self.patch_size, "patch_size")
+    for f, side in (("image_size", ih), ("image_size", iw), ("patch_size", ph), ("patch_size", pw)):
+        check_int(side, f"ViTConfig.{f}", 1, MAX_SIDE)
     if ih % ph or iw % pw:
         raise ValueError(f"ViTConfig.image_size: expected a multiple of patch_size {ph}x{pw}, got {ih}x{iw}")
-    for f in ("in_channels", "dim", "depth", "heads"): check_int(getattr(self, f), f"ViTConfig.{f}", low=1)
-    for f in ("num_classes", "pre_logits_dim"): check_int(getattr(self, f), f"ViTConfig.{f}", low=0)
+    for f in ("in_channels", "dim", "heads"): check_int(getattr(self, f), f"ViTConfig.{f}", 1, MAX_WIDTH)
+    check_int(self.depth, "ViTConfig.depth", 1, MAX_DEPTH)
+    check_int(self.num_classes, "ViTConfig.num_classes", 0, MAX_COUNT)
+    check_int(self.pre_logits_dim, "ViTConfig.pre_logits_dim", 0, MAX_WIDTH)
     if self.dim % self.heads:
         raise ValueError(f"ViTConfig.dim: expected a multiple of heads={self.heads}, got dim={self.dim}")
-    self.mlp_dim = 4 * self.dim if self.mlp_dim is None else check_int(self.mlp_dim, "ViTConfig.mlp_dim", low=1)
+    if self.mlp_dim is None: self.mlp_dim = 4 * self.dim
+    check_int(self.mlp_dim, "ViTConfig.mlp_dim", 1, 4 * MAX_WIDTH)
     check_float(self.eps, "ViTConfig.eps", low=0, low_inclusive=False)
     check_float(self.init_std, "ViTConfig.init_std", low=0, low_inclusive=False)
-    check_float(self.dropout, "ViTConfig.dropout", low=0, high=1, high_inclusive=False)
+    check_dropout(self.dropout, "ViTConfig.dropout")
     for f in ("qkv_bias", "patch_bias", "pre_norm"): check_bool(getattr(self, f), f"ViTConfig.{f}")
     check_choice(self.act, ACTIVATIONS, "ViTConfig.act")
     check_choice(self.pool, ("cls", "mean"), "ViTConfig.pool")
@@ -159,6 +165,7 @@ def pool(self: ViT, z: torch.Tensor) -> torch.Tensor:
 def forward(self: ViT, images: torch.Tensor, interpolate_pos_encoding: bool = False,
             output_hidden_states: bool = False, output_attentions: bool = False) -> ViTOutput:
     "`(B, C, H, W)` images -> `ViTOutput` (last_hidden_state, pooled; pre_logits, logits, hidden_states, attentions)."
+    check_bool(interpolate_pos_encoding, "interpolate_pos_encoding")
     x = self.pre_norm(self.embed(images, interpolate_pos_encoding))
     enc = self.encoder(x, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
     z = enc if isinstance(enc, torch.Tensor) else enc.last_hidden_state                  # z_L
@@ -172,6 +179,7 @@ def forward(self: ViT, images: torch.Tensor, interpolate_pos_encoding: bool = Fa
 # %% ../../nbs/papers/10_backbones/11_vit.ipynb #e4f4f5d8
 def vit_num_params(config: ViTConfig) -> int:
     "Parameter count of `ViT(config)` from the formula of the derivation."
+    if not isinstance(config, ViTConfig): raise TypeError(f"config: expected a ViTConfig, got {type(config).__name__}")
     c, D, M = config, config.dim, config.mlp_dim
     ph, pw = check_pair(c.patch_size, "patch_size")
     embed = ph * pw * c.in_channels * D + (D if c.patch_bias else 0) + D + (c.num_patches + 1) * D
@@ -323,6 +331,8 @@ def mean_attention_distance(attentions: Sequence[torch.Tensor], grid: tuple[int,
 
 def attention_distances(model: ViT, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     "`mean_attention_distance` of `model` on `images`, `(depth, heads)` pixels (eval mode, in batches)."
+    check_int(batch_size, "batch_size", low=1)
+    check_images(images, model.config.in_channels, dtype=model.pos_embed.dtype)
     was_training, sums = model.training, 0
     model.eval()
     try:

@@ -11,12 +11,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import find_project_root, get_settings, load_claims, claims_markdown, Claim, Markdown, REPRODUCED
+from ..core import (find_project_root, get_settings, load_claims, claims_markdown, check_bool, check_dir,
+                          check_int, check_paper_id, check_path, check_str, check_writable_dir, env_flag, Claim,
+                          Markdown, REPRODUCED)
+from .docs import cell_source, default_exp
 
 # %% auto #0
 __all__ = ['GROUPS', 'PaperLayoutError', 'PaperNotebook', 'paper_group', 'read_paper', 'nbs_dir', 'paper_notebooks',
-           'papers_markdown', 'progress', 'NotebookFailed', 'run_notebook', 'cmd_list', 'cmd_reproduce',
-           'notebook_markdown', 'cmd_readme', 'cmd_docs', 'build_parser', 'main']
+           'papers_markdown', 'progress', 'NotebookFailed', 'run_notebook', 'CommandFailed', 'cmd_list',
+           'cmd_reproduce', 'notebook_markdown', 'cmd_readme', 'cmd_docs', 'UsageError', 'build_parser', 'main']
 
 # %% ../../nbs/tools/00_cli.ipynb #6ce4c09d
 GROUPS = {10: "Backbones", 20: "Contrastive and self-supervised", 30: "CLIP transfer",
@@ -41,31 +44,63 @@ class PaperNotebook:
 # %% ../../nbs/tools/00_cli.ipynb #40ec2661
 _GROUP_RE = re.compile(r"^(\d+)_[a-z0-9_]+$")
 _FILE_RE = re.compile(r"^\d+_([a-z0-9_]+)\.ipynb$")
-_DEFAULT_EXP = re.compile(r"^\s*#\|\s*default_exp\s+(\S+)", re.M)
-
-def _src(cell) -> str: return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 def _title(cells: list, default: str) -> str:
     for c in cells:
         if c["cell_type"] == "markdown":
-            for line in _src(c).splitlines():
+            for line in cell_source(c).splitlines():
                 if line.startswith("# "): return line[2:].strip()
     return default
 
 def paper_group(folder: Path | str) -> int:
     "The group number of a paper folder named `<NN>_<name>`, `NN` a key of `GROUPS`."
-    m = _GROUP_RE.match(Path(folder).name)
+    name = check_path(folder, "folder").name
+    m = _GROUP_RE.match(name)
     if not m or int(m.group(1)) not in GROUPS:
         raise PaperLayoutError(f"paper folder {folder}: expected a name `<NN>_<name>` with NN one of "
-                               f"{list(GROUPS)}, got {Path(folder).name!r}")
+                               f"{list(GROUPS)}, got {name!r}")
     return int(m.group(1))
+
+# %% ../../nbs/tools/00_cli.ipynb #a587f580
+def _cell_problem(c) -> str | None:
+    "What is wrong with one cell of a notebook's JSON, or `None`."
+    if not isinstance(c, dict): return f"a JSON {type(c).__name__}"
+    src = c.get("source")
+    if not isinstance(c.get("cell_type"), str): return f"`cell_type` = {c.get('cell_type')!r}"
+    if not (isinstance(src, str) or isinstance(src, list) and all(isinstance(s, str) for s in src)):
+        return f"`source` = {src!r:.60}"
+    outputs = c.get("outputs", [])
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        return f"`outputs` = {outputs!r:.60}"
+    return None
+
+def _notebook_json(path: Path) -> dict:
+    "The JSON of the notebook file `path`, checked to hold a list of cells; errors name the file and what is wrong."
+    try: nb = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError: raise FileNotFoundError(f"{path}: expected a notebook file, got no such file") from None
+    except IsADirectoryError: raise ValueError(f"{path}: expected a notebook file, got a folder") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: expected a notebook (UTF-8 JSON), got bytes that are not UTF-8 "
+                         f"({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: expected a notebook (JSON), got invalid JSON ({e.msg} at line {e.lineno} "
+                         f"column {e.colno}; a truncated file?)") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        got = (f"a JSON {type(nb).__name__}" if not isinstance(nb, dict) else
+               f"`cells` = {nb['cells']!r:.40}" if "cells" in nb else f"no `cells` key (keys: {sorted(nb)})")
+        raise ValueError(f"{path}: expected a notebook (a JSON object with a `cells` list), got {got}")
+    for i, c in enumerate(nb["cells"]):
+        if (problem := _cell_problem(c)) is not None:
+            raise ValueError(f"{path}: cell {i}: expected an object with a `cell_type` string, a `source` string or "
+                             f"list of strings and an `outputs` list of objects, got {problem}")
+    return nb
 
 # %% ../../nbs/tools/00_cli.ipynb #91b8ba1c
 def read_paper(path: Path | str) -> PaperNotebook:
     "The paper notebook at `nbs/papers/<NN>_<group>/<NN>_<id>.ipynb`; its id comes from `#| default_exp papers.<id>`."
-    path = Path(path)
-    cells = json.loads(path.read_text())["cells"]
-    exps = [m.group(1) for c in cells if c["cell_type"] == "code" for m in [_DEFAULT_EXP.search(_src(c))] if m]
+    path = check_path(path, "path")
+    cells = _notebook_json(path)["cells"]
+    exps = [mod for c in cells if (mod := default_exp(c))]
     if not exps or not re.fullmatch(r"papers\.[a-z0-9_]+", exps[0]):
         raise PaperLayoutError(f"{path}: expected a `#| default_exp papers.<id>` cell, got "
                                + (f"`#| default_exp {exps[0]}`" if exps else "none"))
@@ -77,12 +112,12 @@ def read_paper(path: Path | str) -> PaperNotebook:
     return PaperNotebook(pid, path, _title(cells, pid), paper_group(path.parent))
 
 # %% ../../nbs/tools/00_cli.ipynb #6c4c8044
-def nbs_dir(root: Path | None = None) -> Path:
-    "The notebooks folder of the vlnotes checkout containing `root` (default: cwd)."
-    root = root or find_project_root()
+def nbs_dir(root: Path | str | None = None) -> Path:
+    "The notebooks folder of the vlnotes checkout `root` (default: the one containing the current folder)."
+    root = check_path(root, "root") if root is not None else find_project_root()
     if root is None or not (root / "nbs").is_dir():
-        raise FileNotFoundError("vlnotes notebooks not found: run this command inside a clone of the vlnotes "
-                                "repository (the folder with pyproject.toml and nbs/)")
+        raise FileNotFoundError("vlnotes notebooks not found: expected to run inside a clone of the vlnotes "
+                                f"repository (the folder with pyproject.toml and nbs/), got {root or Path.cwd()}")
     return root / "nbs"
 
 def _skipped(path: Path, base: Path) -> bool:
@@ -90,7 +125,7 @@ def _skipped(path: Path, base: Path) -> bool:
 
 def paper_notebooks(nbs: Path | str | None = None) -> dict[str, PaperNotebook]:
     "The paper notebooks under `nbs/papers/`, keyed by id, in group and file order."
-    nbs = Path(nbs) if nbs else nbs_dir()
+    nbs = check_dir(nbs, "nbs") if nbs is not None else nbs_dir()
     base, out = nbs / "papers", {}
     for p in sorted(base.rglob("*.ipynb")) if base.is_dir() else []:
         if _skipped(p, base): continue
@@ -108,9 +143,9 @@ def _verdicts(claims: list[Claim]) -> str:
     if not claims: return "not run yet"
     return f"{sum(c.verdict == REPRODUCED for c in claims)}/{len(claims)} reproduced"
 
-def papers_markdown(results_dir: Path | None = None, nbs: Path | None = None) -> Markdown:
+def papers_markdown(results_dir: Path | str | None = None, nbs: Path | str | None = None) -> Markdown:
     "Markdown tables of the paper notebooks, one per group, with their latest claim verdicts (from the claim registry)."
-    nbs = Path(nbs) if nbs else nbs_dir()
+    nbs = check_dir(nbs, "nbs") if nbs is not None else nbs_dir()
     rows, group = [], None
     for pid, p in paper_notebooks(nbs).items():
         if p.group != group:
@@ -131,6 +166,8 @@ def _cell_label(cell) -> str:
 def progress(total: int, desc: str, file=None):
     "A tqdm bar over `total` cells; on a terminal it also refreshes every second so the elapsed time keeps moving."
     from tqdm import tqdm
+    total = check_int(total, "total", low=0)
+    check_str(desc, "desc", allow_empty=True)
     file = file or sys.stderr
     live = getattr(file, "isatty", lambda: False)()
     wide = live and shutil.get_terminal_size((0, 0)).columns >= 40  # some terminals report 0 columns
@@ -157,12 +194,17 @@ def _failure(e: Exception, j: int, n: int, cell) -> NotebookFailed:
     return NotebookFailed(f"cell {j}/{n} (`{_cell_label(cell)}`) raised {err}")
 
 # %% ../../nbs/tools/00_cli.ipynb #236e36ed
-def run_notebook(path: Path, out_path: Path, quick: bool, results_dir: Path, timeout: int = 3600,
+def run_notebook(path: Path | str, out_path: Path | str, quick: bool, results_dir: Path | str, timeout: int = 3600,
                  desc: str | None = None, file=None) -> float:
     "Execute `path` cell by cell with a progress bar, saving it to `out_path`; seconds taken. Raises if a cell fails."
     import nbformat
     from nbclient import NotebookClient
-    path, out_path = Path(path), Path(out_path)
+    path, out_path = check_path(path, "path"), check_path(out_path, "out_path")
+    quick, timeout = check_bool(quick, "quick"), check_int(timeout, "timeout", low=1)
+    _notebook_json(path)  # a missing or corrupt notebook is an error naming it, before a kernel starts
+    # checked before any cell runs, so a long run is not lost to a folder that cannot take its results
+    check_writable_dir(out_path.parent, "out_path", create=True)
+    check_writable_dir(results_dir, "results_dir", create=True)
     nb = nbformat.read(path, as_version=4)
     # no MPLBACKEND: a non-inline backend would keep the figures out of the saved notebook
     env = {**{k: v for k, v in os.environ.items() if k != "MPLBACKEND"}, "VLNOTES_QUICK": "1" if quick else "0",
@@ -171,7 +213,6 @@ def run_notebook(path: Path, out_path: Path, quick: bool, results_dir: Path, tim
                             resources={"metadata": {"path": str(path.parent)}})
     client.reset_execution_trackers()
     cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
         with open(out_path.with_suffix(".kernel.log"), "w") as log, client.setup_kernel(env=env, stderr=log), \
@@ -186,8 +227,15 @@ def run_notebook(path: Path, out_path: Path, quick: bool, results_dir: Path, tim
     return time.perf_counter() - start
 
 # %% ../../nbs/tools/00_cli.ipynb #b4fc7fc4
+class CommandFailed(RuntimeError):
+    "The command ran and did not succeed (a notebook failed, a check found a difference, the docs build failed)."
+
+def _notebooks_arg(args) -> Path:
+    "The notebooks folder: `--nbs-dir` if given (it must exist), else `nbs/` of this checkout."
+    return check_dir(args.nbs_dir, "--nbs-dir") if args.nbs_dir is not None else nbs_dir()
+
 def _results_dir(arg: str | None, quick: bool) -> Path:
-    if arg: return Path(arg)
+    if arg is not None: return check_dir(arg, "--results-dir", must_exist=False)
     base = get_settings().results_dir
     return base / "quick" if quick else base  # quick runs never overwrite the full reproduction
 
@@ -200,8 +248,7 @@ def _table(rows: list[tuple]) -> str:
 
 def cmd_list(args) -> int:
     "Print the papers by group: group, id, notebook, last claim verdicts, title."
-    nbs = Path(args.nbs_dir) if args.nbs_dir else nbs_dir()
-    results = _results_dir(args.results_dir, args.quick)
+    nbs, results = _notebooks_arg(args), _results_dir(args.results_dir, args.quick)
     rows = [("group", "id", "notebook", "claims", "title")]
     for pid, p in paper_notebooks(nbs).items():
         rows.append((f"{p.group} {p.group_title}", pid, p.path.relative_to(nbs).as_posix(),
@@ -213,29 +260,50 @@ def cmd_list(args) -> int:
 def _secs(s: float) -> str: return f"{int(s // 60)}m{s % 60:04.1f}s"
 
 def _run_paper(p: PaperNotebook, label: str, results: Path, args) -> tuple:
-    "Run one paper's notebook; a row (id, status, seconds, executed notebook) for the summary."
+    "Run one paper's notebook; a row (id, status, seconds, executed notebook or '-') for the summary."
     out = results / "runs" / f"{p.paper}.ipynb"
-    (results / "claims" / f"{p.paper}.json").unlink(missing_ok=True)  # this run's verdicts only
+    for stale in (results / "claims" / f"{p.paper}.json", out): stale.unlink(missing_ok=True)  # this run's only
     start = time.perf_counter()
     try:
         run_notebook(p.path, out, args.quick, results, timeout=args.timeout, desc=label)
         return (p.paper, "ok", time.perf_counter() - start, out)
     except Exception as e:  # report and go on with the other papers
-        why = e if isinstance(e, NotebookFailed) else repr(e)
-        print(f"{p.paper} FAILED: {why}\n  the executed notebook, up to the failing cell, is kept at {out}",
-              file=sys.stderr, flush=True)
-        return (p.paper, "FAILED", time.perf_counter() - start, out)
+        why = e if isinstance(e, NotebookFailed) else f"{type(e).__name__}: {e}"
+        kept = (f"the executed notebook, up to the failing cell, is kept at {out}" if out.exists()
+                else "no executed notebook was written")
+        print(f"{p.paper} FAILED: {why}\n  {kept}", file=sys.stderr, flush=True)
+        return (p.paper, "FAILED", time.perf_counter() - start, out if out.exists() else "-")
 
 # %% ../../nbs/tools/00_cli.ipynb #23157bcb
+def _paper_ids(ids: list[str]) -> list[str]:
+    "The ids asked for, checked before anything is read: 'all' alone, or valid ids, each once."
+    if "all" in ids and len(ids) > 1:
+        raise ValueError(f"papers: expected 'all' alone or paper ids, got {ids} ('all' already runs every paper)")
+    if ids == ["all"]: return ids
+    for pid in ids: check_paper_id(pid)
+    twice = sorted({p for p in ids if ids.count(p) > 1})
+    if twice: raise ValueError(f"papers: expected each paper id once, got {twice} more than once")
+    return ids
+
+def _wanted(ids: list[str], available: dict[str, PaperNotebook], nbs: Path) -> list[str]:
+    if not available:
+        raise FileNotFoundError(f"papers: expected paper notebooks under {nbs / 'papers'}, got none")
+    if ids == ["all"]: return list(available)
+    unknown = [p for p in ids if p not in available]
+    if unknown:
+        raise ValueError(f"papers: expected ids listed by `vlnotes list` ({', '.join(available)}) or 'all', "
+                         f"got unknown paper(s) {unknown}")
+    return ids
+
 def cmd_reproduce(args) -> int:
     "Execute paper notebooks headless with progress, save them and their claims, print claims and wall times."
-    available = paper_notebooks(args.nbs_dir)
-    wanted = list(available) if args.papers == ["all"] else list(dict.fromkeys(args.papers))
-    unknown = [p for p in wanted if p not in available]
-    if unknown:
-        print(f"unknown paper(s) {unknown}; expected one of {list(available)} or 'all'", file=sys.stderr)
-        return 2
+    check_int(args.timeout, "--timeout", low=1)
+    ids, nbs = _paper_ids(args.papers), _notebooks_arg(args)
+    available = paper_notebooks(nbs)
+    wanted = _wanted(ids, available, nbs)
     results, n = _results_dir(args.results_dir, args.quick), len(wanted)
+    for d in (results, results / "runs", results / "claims"):  # before any run
+        check_writable_dir(d, "--results-dir", create=True)
     print(f"reproducing {n} paper(s) in {'quick' if args.quick else 'full'} mode; results in {results}", flush=True)
     t0 = time.perf_counter()
     rows = [_run_paper(available[pid], f"paper {i}/{n} {pid}", results, args) for i, pid in enumerate(wanted, 1)]
@@ -244,8 +312,9 @@ def cmd_reproduce(args) -> int:
     summary += [(pid, status, _secs(secs), out) for pid, status, secs, out in rows]
     print("\n" + _table(summary + [("total", "", _secs(time.perf_counter() - t0), "")]), flush=True)
     failed = [r[0] for r in rows if r[1] != "ok"]
-    if failed: print(f"\nfailed: {failed} (their executed notebooks are listed above)", file=sys.stderr)
-    return 1 if failed else 0
+    if failed:
+        raise CommandFailed(f"{len(failed)} of {n} paper(s) failed: {failed} (see the messages above)")
+    return 0
 
 # %% ../../nbs/tools/00_cli.ipynb #49a7ad35
 def _directives(src: str) -> dict[str, str]:
@@ -267,32 +336,44 @@ def _output_md(o) -> str:
     return ""
 
 # %% ../../nbs/tools/00_cli.ipynb #23a67765
-def notebook_markdown(path: Path) -> str:
+def notebook_markdown(path: Path | str) -> str:
     "Markdown rendering of a notebook with nbdev's conventions (title cell, hide/echo directives)."
-    import nbformat
-    nb = nbformat.read(path, as_version=4)
     parts = []
-    for c in nb.cells:
-        if c.cell_type == "markdown": parts.append(c.source.strip())
-        elif c.cell_type == "code":
-            d = _directives(c.source)
+    for c in _notebook_json(check_path(path, "path"))["cells"]:
+        src = cell_source(c)
+        if c["cell_type"] == "markdown": parts.append(src.strip())
+        elif c["cell_type"] == "code":
+            d = _directives(src)
             if "hide" in d or d.get("include") == "false": continue
-            if d.get("echo") != "false" and _strip_directives(c.source):
-                parts.append("```python\n" + _strip_directives(c.source) + "\n```")
+            if d.get("echo") != "false" and _strip_directives(src):
+                parts.append("```python\n" + _strip_directives(src) + "\n```")
             if d.get("output") != "false":
                 parts += [m for m in (_output_md(o) for o in c.get("outputs", [])) if m]
     return "\n\n".join(parts).strip() + "\n"
 
+def _readme_difference(readme: Path, text: str) -> str | None:
+    "How `readme` differs from `text` (`None`: it does not)."
+    if not readme.exists(): return "no such file"
+    if not readme.is_file(): return "a folder"
+    current = readme.read_text(errors="replace")
+    if current == text: return None
+    old, new = current.splitlines(), text.splitlines()
+    line = next((i for i, (a, b) in enumerate(zip(old, new), 1) if a != b), min(len(old), len(new)) + 1)
+    return f"a file that differs from line {line} on"
+
 def cmd_readme(args) -> int:
     "Write (or with --check, verify) README.md from nbs/index.ipynb."
-    nbs = Path(args.nbs_dir) if args.nbs_dir else nbs_dir()
+    nbs = _notebooks_arg(args)
     text, readme = notebook_markdown(nbs / "index.ipynb"), nbs.parent / "README.md"
     if args.check:
-        if not readme.exists() or readme.read_text() != text:
-            print("README.md is out of date with nbs/index.ipynb: run `vlnotes readme`", file=sys.stderr)
-            return 1
+        if (diff := _readme_difference(readme, text)) is not None:
+            raise CommandFailed(f"README.md: expected {readme} to be the rendering of nbs/index.ipynb, got {diff}; "
+                                "run `vlnotes readme`")
         print("README.md is up to date"); return 0
-    readme.write_text(text); print(f"wrote {readme}")
+    try: readme.write_text(text)
+    except OSError as e:
+        raise PermissionError(f"README.md: expected a writable file, got {readme} ({e.strerror})") from None
+    print(f"wrote {readme}")
     return 0
 
 # %% ../../nbs/tools/00_cli.ipynb #6e512c3a
@@ -301,41 +382,78 @@ def cmd_docs(args) -> int:
     try:
         from vlnotes.tools.docs import DocsBuildError, build_docs
     except ImportError as e:
-        print(f"vlnotes docs: {e}; install the docs extra: pip install -e '.[docs]'", file=sys.stderr); return 1
-    root = Path(args.nbs_dir).resolve().parent if args.nbs_dir else None
+        raise CommandFailed(f"{e}; install the docs extra: pip install -e '.[docs]'") from None
+    root = _notebooks_arg(args).resolve().parent if args.nbs_dir is not None else None
+    out = check_writable_dir(args.out, "--out", create=True) if args.out is not None else None
     start = time.perf_counter()
-    try: out = build_docs(out=args.out, root=root, verbose=args.verbose)
-    except DocsBuildError as e:
-        print(f"vlnotes docs: {e}", file=sys.stderr); return 1
+    try: out = build_docs(out=out, root=root, verbose=args.verbose)
+    except DocsBuildError as e: raise CommandFailed(str(e)) from None
     print(f"site built in {time.perf_counter() - start:.0f}s: {out / 'index.html'}")
     return 0
 
 # %% ../../nbs/tools/00_cli.ipynb #6b964307
+class UsageError(ValueError):
+    "A command line that does not parse: argparse's message, and `prog`, the command it belongs to."
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+class _Parser(argparse.ArgumentParser):
+    "An `ArgumentParser` that raises `UsageError` instead of printing usage and exiting, so `main` reports it."
+    def error(self, message): raise UsageError(self.prog, message)
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vlnotes", description="Literate reproductions of vision-language papers.")
-    p.add_argument("--nbs-dir", type=Path, default=None, help="notebooks folder (default: nbs/ of this checkout)")
+    debug = _Parser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="on an error, show the full traceback (also: VLNOTES_DEBUG=1)")
+    p = _Parser(prog="vlnotes", description="Literate reproductions of vision-language papers.", parents=[debug])
+    p.add_argument("--nbs-dir", default=None, help="notebooks folder (default: nbs/ of this checkout)")
     sub = p.add_subparsers(dest="command", required=True)
-    l = sub.add_parser("list", help="papers by group, their notebooks and last claim verdicts")
+    l = sub.add_parser("list", help="papers by group, their notebooks and last claim verdicts", parents=[debug])
     l.add_argument("--quick", action="store_true", help="show the verdicts of the last quick run")
     l.add_argument("--results-dir", default=None)
     l.set_defaults(func=cmd_list)
-    r = sub.add_parser("reproduce", help="execute paper notebooks headless and record their claims")
+    r = sub.add_parser("reproduce", help="execute paper notebooks headless and record their claims", parents=[debug])
     r.add_argument("papers", nargs="+", help="paper ids (see `vlnotes list`) or 'all'")
     r.add_argument("--quick", action="store_true", help="small sizes (about a minute per notebook)")
     r.add_argument("--results-dir", default=None, help="default: results/ (full) or results/quick/ (quick)")
-    r.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell")
+    r.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell (a positive int)")
     r.set_defaults(func=cmd_reproduce)
-    m = sub.add_parser("readme", help="regenerate README.md from nbs/index.ipynb")
+    m = sub.add_parser("readme", help="regenerate README.md from nbs/index.ipynb", parents=[debug])
     m.add_argument("--check", action="store_true", help="only check that README.md is up to date")
     m.set_defaults(func=cmd_readme)
-    d = sub.add_parser("docs", help="build the documentation site from the notebooks (offline, not executed)")
-    d.add_argument("--out", type=Path, default=None, help="site folder (default: _docs/ in the repository)")
+    d = sub.add_parser("docs", help="build the documentation site from the notebooks (offline, not executed)",
+                       parents=[debug])
+    d.add_argument("--out", default=None, help="site folder (default: _docs/ in the repository)")
     d.add_argument("--verbose", action="store_true", help="show the mkdocs build log")
     d.set_defaults(func=cmd_docs)
     return p
 
+# %% ../../nbs/tools/00_cli.ipynb #c6901e72
+_USAGE_ERROR, _RUN_FAILED, _INTERRUPTED = 2, 1, 130  # exit statuses
+def _exit_status(e: BaseException) -> int | None:
+    "The exit status of an error `main` reports in one line; `None` for an unexpected one (a bug: its traceback shows)."
+    if isinstance(e, KeyboardInterrupt): return _INTERRUPTED
+    if isinstance(e, (ValueError, TypeError, FileNotFoundError, PermissionError)): return _USAGE_ERROR
+    if isinstance(e, (CommandFailed, OSError)): return _RUN_FAILED
+    return None
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try: return args.func(args)
-    except (FileNotFoundError, PaperLayoutError) as e:
-        print(f"vlnotes: {e}", file=sys.stderr); return 2
+    """The `vlnotes` command. An error is one line on stderr, `vlnotes <command>: error: ...`, and the exit status
+    2 (bad arguments or inputs: nothing ran), 1 (the command ran and failed) or 130 (interrupted); `--debug` or
+    `VLNOTES_DEBUG=1` re-raises it with its traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug, prog = "--debug" in argv, "vlnotes"
+    try:
+        args, extra = build_parser().parse_known_args(argv)
+        prog = f"vlnotes {args.command}"
+        if extra: raise UsageError(prog, f"unrecognized arguments: {' '.join(extra)}")  # named with its command
+        debug = debug or env_flag("VLNOTES_DEBUG")
+        return args.func(args)
+    except (Exception, KeyboardInterrupt) as e:
+        status = _exit_status(e)
+        if debug or status is None: raise
+        message = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
+        if isinstance(e, UsageError): prog, message = e.prog, f"{e} (see `{e.prog} --help`)"
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+        return status

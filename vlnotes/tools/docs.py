@@ -13,9 +13,10 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['KATEX_VERSION', 'JUPYTER_CSS', 'KATEX_JS', 'SITE_CSS', 'HOOKS_PY', 'NAV_SECTIONS', 'page_name', 'site_notebooks',
            'page_names', 'DocsBuildError', 'katex_install_command', 'katex_dir', 'ensure_katex', 'export_as_source',
-           'docs_filter', 'process_notebooks', 'split_directives', 'cell_tags', 'fix_markdown', 'adapt_notebook',
-           'fix_page_html', 'fix_anchor_links', 'link_jupyter_css', 'on_config', 'on_page_content', 'on_post_build',
-           'mkdocs_config', 'exported_modules', 'api_page', 'external_references', 'build_docs']
+           'docs_filter', 'process_notebooks', 'split_directives', 'cell_tags', 'fix_markdown', 'cell_source',
+           'default_exp', 'adapt_notebook', 'fix_page_html', 'fix_anchor_links', 'link_jupyter_css', 'on_config',
+           'on_page_content', 'on_post_build', 'mkdocs_config', 'exported_modules', 'api_page', 'external_references',
+           'build_docs']
 
 # %% ../../nbs/tools/01_docs.ipynb #880e8cac
 def _project_root() -> Path | None:
@@ -218,7 +219,16 @@ def _clean_cell(cell: dict) -> dict:
     "Only the keys nbformat allows (nbdev leaves e.g. `has_sd` on the cells it adds)."
     return {k: v for k, v in cell.items() if k in _CELL_KEYS.get(cell["cell_type"], cell.keys())}
 
-def _src(cell) -> str: return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+def cell_source(cell: dict) -> str:
+    "A notebook cell's source as one string (nbformat stores it as a string or a list of lines)."
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+_DEFAULT_EXP = re.compile(r"^\s*#\|\s*default_exp\s+(\S+)", re.M)
+
+def default_exp(cell: dict) -> str | None:
+    "The module a code cell's `#| default_exp` names (`papers.clip`), else `None` (the CLI reads it too)."
+    m = _DEFAULT_EXP.search(cell_source(cell)) if cell["cell_type"] == "code" else None
+    return m.group(1) if m else None
 
 def _title_cell(fm_source: str) -> dict | None:
     import yaml
@@ -229,7 +239,7 @@ def _title_cell(fm_source: str) -> dict | None:
     return {"cell_type": "markdown", "metadata": {}, "source": md}
 
 def _adapt_code(cell: dict) -> dict | None:
-    dirs, code = split_directives(_src(cell))
+    dirs, code = split_directives(cell_source(cell))
     tags = cell_tags(dirs)
     if not code.strip() and "remove_input" not in tags: tags.append("remove_input")
     if "remove_cell" in tags or (not code.strip() and not cell.get("outputs")): return None
@@ -242,7 +252,7 @@ def adapt_notebook(nb: dict, pages: dict[str, str], doc_url: str | None = None) 
     "Adapt an nbdev-processed notebook (JSON dict) for nbconvert/mkdocs-jupyter; returns it and its title."
     cells, title = [], None
     for cell in nb["cells"]:
-        src = _src(cell)
+        src = cell_source(cell)
         if cell["cell_type"] == "raw" and src.strip().startswith("---") and title is None:
             new = _title_cell(src)
             if new is not None:
@@ -429,16 +439,13 @@ def mkdocs_config(site_name: str, description: str, nav: list, root: Path, site_
     }
 
 # %% ../../nbs/tools/01_docs.ipynb #dcaa9058
-_DEFAULT_EXP = re.compile(r"^\s*#\|\s*default_exp\s+(\S+)", re.M)
-
 def exported_modules(notebooks: list[Path], lib: str = "vlnotes") -> dict[str, Path]:
     "Exported module name -> its notebook, from each notebook's `#| default_exp`."
     out = {}
     for p in notebooks:
         nb = json.loads(Path(p).read_text())
         for c in nb["cells"]:
-            m = _DEFAULT_EXP.search(_src(c)) if c["cell_type"] == "code" else None
-            if m: out[lib if m.group(1) == "__init__" else f"{lib}.{m.group(1)}"] = Path(p); break
+            if (mod := default_exp(c)): out[lib if mod == "__init__" else f"{lib}.{mod}"] = Path(p); break
     return out
 
 def api_page(module: str, notebook: Path) -> str:
