@@ -345,12 +345,16 @@ def _worker_main(workdir: str, rank: int):
 # %% ../nbs/foundations/09_experiment.ipynb #e256938b
 _BOOT = "import sys; from vlnotes.experiment import _worker_main; _worker_main(sys.argv[1], int(sys.argv[2]))"
 
-def _wait(procs: Sequence[subprocess.Popen], timeout: float, grace: float = 3.0) -> tuple[list[tuple[int, int]], bool]:
+def _wait(procs: Sequence[subprocess.Popen], timeout: float, grace: float = 3.0,
+          workdir: str | None = None) -> tuple[list[tuple[int, int]], bool]:
     "Poll until all processes exit (after a failure, the others get `grace` s) -> (failures in order, timed out)."
     deadline, failed = time.monotonic() + timeout, []
     while True:
         codes = [p.poll() for p in procs]
         new = [(r, c) for r, c in enumerate(codes) if c not in (None, 0) and r not in dict(failed)]
+        # ranks first seen failing in one poll: one that died without a traceback (os._exit, a signal) is the
+        # likely cause; the others' collectives failed because it left
+        if workdir: new.sort(key=lambda rc: Path(workdir, f"error_{rc[0]}.txt").exists())
         if new and not failed: deadline = min(deadline, time.monotonic() + grace)
         failed += new
         if all(c is not None for c in codes): return failed, False
@@ -397,7 +401,7 @@ def launch(target: str | Callable, nprocs: int = 2, args: Sequence = (), timeout
                     procs.append(subprocess.Popen([sys.executable, "-c", _BOOT, tmp, str(rank)],
                                                   env=_worker_env(rank, nprocs), stdin=subprocess.DEVNULL, stdout=log,
                                                   stderr=subprocess.STDOUT, start_new_session=True))
-            failed, timed_out = _wait(procs, timeout)
+            failed, timed_out = _wait(procs, timeout, workdir=tmp)
         finally: _kill(procs)
         outputs = [Path(tmp, f"rank{r}.log").read_text(errors="replace") for r in range(nprocs)]
         if show_output:
