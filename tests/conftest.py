@@ -1,10 +1,14 @@
 "Shared pytest configuration: quick mode, results in a temp dir, a fixed thread count."
-import os
+import atexit, os, shutil, tempfile
 
 # Idle OpenMP threads spin by default; with several processes on 2 cores (notebook kernels, gloo workers)
 # that spinning made the suite ~6x slower. Set before torch is imported; kernels and workers inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("VLNOTES_QUICK", "1")
+# Pretrained checkpoints (quick recipes) and the world tokenizer are cached per test session, never in the user's cache
+# (and inherited by the notebook kernels the tests start).
+os.environ["VLNOTES_CACHE_DIR"] = tempfile.mkdtemp(prefix="vlnotes-test-cache-")
+atexit.register(shutil.rmtree, os.environ["VLNOTES_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,4 +1,4 @@
-"""The house rules of the library's layout: imports point down (tools -> papers -> foundations), paper modules use
+"""The house rules of the library's layout: imports point down (tools -> zoo -> papers -> foundations), paper modules use
 other papers' models only, every module is pyflakes-clean, exported code lines stay within 120 characters, and the
 short paper imports (`from vlnotes.clip import CLIP`) keep working."""
 import ast, importlib, inspect, json, subprocess, sys
@@ -24,8 +24,9 @@ def modules() -> dict[str, Path]:
 
 
 def role(mod: str) -> str:
-    parts = mod.split(".")
+    parts = mod.split(".") + [""]       # `vlnotes` itself (its __version__): a foundation
     if parts[1] in ("papers", "tools"): return parts[1]
+    if parts[1] == "zoo": return "zoo"    # the pretrained registry's recipes: they train paper models on the world
     return "foundations"
 
 
@@ -47,20 +48,27 @@ def vlnotes_imports(path: Path, mod: str) -> list[tuple[str, list[str]]]:
 
 @pytest.mark.parametrize("mod", [m for m in modules() if role(m) == "foundations"])
 def test_foundations_never_import_papers_or_tools(mod):
-    bad = [t for t, _ in vlnotes_imports(modules()[mod], mod) if role(t) in ("papers", "tools")]
+    bad = [t for t, _ in vlnotes_imports(modules()[mod], mod) if role(t) in ("papers", "tools", "zoo")]
     assert not bad, f"{mod} (a foundation) imports {bad}: imports must point from papers down to foundations"
 
 
 @pytest.mark.parametrize("mod", [m for m in modules() if role(m) == "papers"])
 def test_papers_import_foundations_and_other_papers_models_only(mod):
     for target, names in vlnotes_imports(modules()[mod], mod):
-        assert not target.startswith(("vlnotes.data", "vlnotes.train", "vlnotes.experiment", "vlnotes.tools")), \
+        assert not target.startswith(("vlnotes.data", "vlnotes.train", "vlnotes.experiment", "vlnotes.tools",
+                                      "vlnotes.zoo", "vlnotes.pretrained")), \
             f"{mod} imports {target}: a paper module may not import the dataset, the trainer or the scaffolding"
         if role(target) == "papers" and target != mod:
             other = importlib.import_module(target)
             bad = [n for n in names if not is_model_api(other, getattr(other, n))]
             assert not bad, (f"{mod} imports {bad} from {target}: only another paper's models, configs, outputs and "
                              f"model factories may be shared (move helpers to a foundation module)")
+
+
+@pytest.mark.parametrize("mod", [m for m in modules() if role(m) == "zoo"])
+def test_zoo_never_imports_tools(mod):
+    bad = [t for t, _ in vlnotes_imports(modules()[mod], mod) if role(t) == "tools"]
+    assert not bad, f"{mod} (the recipes) imports {bad}: the command line sits above the recipes, not below"
 
 
 def is_model_api(module, obj) -> bool:

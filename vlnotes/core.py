@@ -560,6 +560,7 @@ class Claim:
     note: str = ""
     mode: str = "full"
     recorded_at: str = ""
+    dataset: str = "shapes world"   # what the claim was measured on (the README's table shows it)
 
     def short_measured(self, max_items: int = 4) -> str:
         "The measured values as a compact `k=v` string (seed statistics as mean±std (n))."
@@ -610,12 +611,14 @@ class ClaimRegistry:
     @property
     def path(self) -> Path: return _claims_file(self.results_dir, self.paper)
 
-    def check(self, claim_id: str, statement: str, measured: Mapping[str, Any], expect: str, note: str = "") -> Claim:
-        "Record claim `claim_id`: the verdict is the value of the expression `expect` over `measured`."
+    def check(self, claim_id: str, statement: str, measured: Mapping[str, Any], expect: str, note: str = "",
+              dataset: str = "shapes world") -> Claim:
+        "Record claim `claim_id`: the verdict is the value of the expression `expect` over `measured` (on `dataset`)."
         if not isinstance(claim_id, str) or not _CLAIM_ID.match(claim_id):
             raise ValueError(f"claim_id: expected a short id like 'C1' ([A-Za-z0-9_-], at most 64), got {claim_id!r}")
         where = f"claim {claim_id}"
         check_str(statement, f"{where}: statement"); check_str(note, f"{where}: note", allow_empty=True)
+        check_str(dataset, f"{where}: dataset")
         measured = _check_measured(measured, where)
         try: holds = evaluate_expectation(expect, measured)
         except ValueError as e: raise ValueError(f"{where}: {e}") from None
@@ -624,7 +627,7 @@ class ClaimRegistry:
             raise TypeError(f"{where}: expect must evaluate to a bool, got {type(holds).__name__} from {expect!r}")
         claim = Claim(self.paper, claim_id, statement, _jsonable(measured, f"{where}: measured"), expect,
                       REPRODUCED if holds else NOT_REPRODUCED, note, self.settings.mode,
-                      datetime.datetime.now().isoformat(timespec="seconds"))
+                      datetime.datetime.now().isoformat(timespec="seconds"), dataset)
         previous, self.claims[claim_id] = self.claims.get(claim_id), claim
         try: self.save()
         except BaseException:                  # keep memory and file in step: a claim not saved is not recorded
@@ -679,7 +682,7 @@ def _repr_markdown_(self: ClaimRegistry) -> str:
 
 # %% ../nbs/foundations/00_core.ipynb #29b71e96
 _CLAIM_FIELDS = {"paper": str, "claim_id": str, "statement": str, "measured": Mapping, "expectation": str,
-                 "verdict": str, "note": str, "mode": str, "recorded_at": str}
+                 "verdict": str, "note": str, "mode": str, "recorded_at": str, "dataset": str}
 _CLAIM_REQUIRED = ("paper", "claim_id", "statement", "measured", "expectation", "verdict")
 _CLAIM_CHOICES = {"verdict": (REPRODUCED, NOT_REPRODUCED), "mode": ("quick", "full")}
 
@@ -747,11 +750,12 @@ def claims_markdown(claims: Sequence[Claim], with_paper: bool = True) -> Markdow
         raise TypeError(f"claims: expected a list of Claim, got {type(claims).__name__}")
     bad = [i for i, c in enumerate(claims) if not isinstance(c, Claim)]
     if bad: raise TypeError(f"claims[{bad[0]}]: expected a Claim, got {type(claims[bad[0]]).__name__}")
-    head = (["paper"] if with_paper else []) + ["claim", "statement", "measured", "expectation", "verdict", "mode"]
+    head = ((["paper"] if with_paper else [])
+            + ["claim", "dataset", "statement", "measured", "expectation", "verdict", "mode"])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in claims:
         verdict = f"**{c.verdict}**" + (f" ({c.note})" if c.note and c.verdict == NOT_REPRODUCED else "")
-        cells = ([c.paper] if with_paper else []) + [c.claim_id, c.statement, c.short_measured(),
+        cells = ([c.paper] if with_paper else []) + [c.claim_id, c.dataset, c.statement, c.short_measured(),
                                                      f"`{c.expectation}`", verdict, c.mode]
         rows.append("| " + " | ".join(_md_cell(x) for x in cells) + " |")
     return Markdown("\n".join(rows) if claims else "_no claims recorded yet_")

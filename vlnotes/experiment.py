@@ -29,8 +29,8 @@ from .data.world import ShapesWorld
 from .train import Callback, History, TrainConfig, Trainer, _ema
 
 # %% auto #0
-__all__ = ['RENDER_FIELDS', 'RenderedSplit', 'render_split', 'logits_of', 'classification_loss', 'evaluate_classifier',
-           'RunResult', 'run', 'multi_seed', 'plot_curves', 'LaunchError', 'launch']
+__all__ = ['RENDER_FIELDS', 'RenderedSplit', 'render_split', 'tensor_split', 'logits_of', 'classification_loss',
+           'evaluate_classifier', 'RunResult', 'run', 'multi_seed', 'plot_curves', 'LaunchError', 'launch']
 
 # %% ../nbs/foundations/09_experiment.ipynb #1bb62352
 RENDER_FIELDS = ("images", "label", "semantic", "depth")   # the per-sample tensors a split can hold
@@ -108,6 +108,18 @@ def render_split(split: str | ShapesWorld = "train", n: int = 1000, *, fields: S
             else: out[f].append(torch.stack([s["image" if f == "images" else f] for s in samples]))
         captions += [s["captions"] for s in samples]; meta += [s["meta"] for s in samples]
     return RenderedSplit({f: torch.cat(v) for f, v in out.items()}, captions, meta, world.class_names)
+
+# %% ../nbs/foundations/09_experiment.ipynb #fe9bf4cb
+def tensor_split(dataset: Any, n: int | None = None, channels: int = 3) -> RenderedSplit:
+    """The first `n` (default all) samples of a reader with `tensors(n, channels)` (e.g. `FashionMNIST`) as a
+    `RenderedSplit` of `images` and `label`: the same dataset type the shapes world's `render_split` returns."""
+    if not callable(getattr(dataset, "tensors", None)):
+        raise TypeError(f"dataset: expected a reader with a tensors(n, channels) method (FashionMNIST, MNIST), "
+                        f"got {type(dataset).__name__}")
+    images, labels = dataset.tensors(n, channels=channels)
+    source, split = getattr(dataset, "source", "unknown"), getattr(dataset, "split", "unknown")
+    meta = [{"source": source, "split": split, "index": i} for i in range(len(labels))]
+    return RenderedSplit({"images": images, "label": labels}, [[] for _ in meta], meta, dataset.class_names)
 
 # %% ../nbs/foundations/09_experiment.ipynb #a56a54c6
 def logits_of(out: Any) -> torch.Tensor:

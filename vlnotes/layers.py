@@ -274,6 +274,12 @@ class TransformerEncoder(nn.Module):
         "The last hidden state `(B, N, dim)` (final norm applied), or an `EncoderOutput` when asked for more."
         check_bool(output_hidden_states, "output_hidden_states"); check_bool(output_attentions, "output_attentions")
         hidden, attentions = [x], []
+        if causal and (key_padding_mask is not None or attn_mask is not None):
+            # one combined (causal & padding) mask for all blocks, instead of a causal mask built in every block
+            N = check_shape(x, ("B", "N", None), "x")["N"]
+            if key_padding_mask is not None: _check_key_padding_mask(key_padding_mask, {"B": x.shape[0], "S": N})
+            attn_mask = combine_masks(key_padding_mask, attn_mask, True, N, N, x.device)
+            key_padding_mask, causal = None, False
         for blk in self.blocks:
             x = blk(x, key_padding_mask, causal, context, context_padding_mask, attn_mask,
                     return_weights=output_attentions)

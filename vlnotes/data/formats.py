@@ -1,4 +1,4 @@
-"""Readers for real datasets in their native formats (COCO, Flickr30k Karpathy split, VQAv2, ImageFolder, CIFAR-10) that return the shapes world's sample schema.
+"""Readers for real datasets in their native formats (COCO, Flickr30k Karpathy split, VQAv2, ImageFolder, CIFAR-10, MNIST/Fashion-MNIST) that return the shapes world's sample schema.
 
 Docs: https://vlnotes.github.io/vlnotes/foundations/formats.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://vlnotes.github.io/vlnotes/foundations/formats.html.md"""
 
 # %% ../../nbs/foundations/06_formats.ipynb #e07b8afa
 from __future__ import annotations
-import codecs, hashlib, json, math, os, pickle, re, string, struct
+import codecs, gzip, hashlib, json, math, os, pickle, re, string, struct, zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,11 +25,13 @@ from ..core import (check_bool, check_choice, check_dtype, check_finite, check_f
 from .world import collate
 
 # %% auto #0
-__all__ = ['MAX_IMAGE_SIDE', 'KARPATHY_SPLITS', 'VQA_HUMAN_ANSWERS', 'CIFAR10_FOLDER', 'CIFAR10_MD5', 'CIFAR10_FILES',
+__all__ = ['MAX_IMAGE_SIDE', 'IDX_DTYPES', 'MAX_IDX_VALUES', 'FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES', 'MNIST_CLASSES',
+           'IDX_FILES', 'KARPATHY_SPLITS', 'VQA_HUMAN_ANSWERS', 'CIFAR10_FOLDER', 'CIFAR10_MD5', 'CIFAR10_FILES',
            'need_file', 'need_dir', 'read_json', 'get_key', 'path_inside', 'load_image', 'make_sample', 'SampleDataset',
-           'write_fixtures', 'fixtures_dir', 'CocoCaptions', 'xywh_to_xyxy', 'polygons_to_mask', 'check_rle',
-           'rle_decode', 'rle_encode', 'segmentation_to_mask', 'CocoInstances', 'KarpathyCaptions', 'normalize_answer',
-           'vqa_score', 'vqa_targets', 'VQAv2', 'ImageFolder', 'CIFAR10']
+           'read_idx', 'write_idx', 'fashion_mnist_dir', 'IDXClassification', 'FashionMNIST', 'MNIST', 'write_fixtures',
+           'fixtures_dir', 'CocoCaptions', 'xywh_to_xyxy', 'polygons_to_mask', 'check_rle', 'rle_decode', 'rle_encode',
+           'segmentation_to_mask', 'CocoInstances', 'KarpathyCaptions', 'normalize_answer', 'vqa_score', 'vqa_targets',
+           'VQAv2', 'ImageFolder', 'CIFAR10']
 
 # %% ../../nbs/foundations/06_formats.ipynb #586afa94
 def need_file(path: str | Path, what: str, name: str = "path") -> Path:
@@ -187,6 +189,128 @@ class SampleDataset(Dataset):
         return (f"{type(self).__name__}(source={self.source!r}, split={self.split!r}, n={len(self)}, "
                 f"image_size={self.image_size}, classes={len(self.class_names)})")
 
+# %% ../../nbs/foundations/06_formats.ipynb #ecc338e5
+IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}   # the type byte of the magic number
+MAX_IDX_VALUES = 2**31   # more values than any IDX dataset holds: a corrupt header, not data
+
+def _idx_bytes(path: Path) -> bytes:
+    "The file's bytes, gunzipped when the name ends in `.gz`."
+    data = path.read_bytes()
+    if path.suffix != ".gz": return data
+    try: return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: expected a gzip-compressed IDX file, got one that does not decompress "
+                         f"(truncated or corrupt): {e}") from e
+
+def read_idx(path: str | Path) -> np.ndarray:
+    "An IDX file (`.gz` or plain) as a NumPy array in native byte order, its header checked against its size."
+    p = need_file(path, "an IDX file (MNIST / Fashion-MNIST format)")
+    data = _idx_bytes(p)
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] not in IDX_DTYPES or not 1 <= data[3] <= 4:
+        raise ValueError(f"{p}: expected an IDX magic number 00 00 <type in {sorted(IDX_DTYPES)}> <1-4 dims>, "
+                         f"got {data[:4].hex(' ') or 'an empty file'}")
+    ndim, dtype = data[3], IDX_DTYPES[data[2]]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{p}: expected {ndim} dimensions in the header ({header} bytes), got a {len(data)}-byte file")
+    dims = struct.unpack(f">{ndim}i", data[4:header])
+    if any(d < 0 for d in dims) or math.prod(dims) > MAX_IDX_VALUES:
+        raise ValueError(f"{p}: expected non-negative dimensions with at most {MAX_IDX_VALUES} values, got {dims}")
+    need = math.prod(dims) * dtype.itemsize
+    if len(data) - header != need:
+        raise ValueError(f"{p}: expected {need} bytes of {dtype} values for dimensions {dims}, got "
+                         f"{len(data) - header} (a truncated or padded file)")
+    return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+def write_idx(array: np.ndarray, path: str | Path) -> Path:
+    "Write `array` as an IDX file (gzipped, with a fixed timestamp, when `path` ends in `.gz`): for fixtures."
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"array: expected a NumPy array, got {type(array).__name__}")
+    codes = {v.newbyteorder("="): k for k, v in IDX_DTYPES.items()}
+    if array.dtype not in codes or not 1 <= array.ndim <= 4:
+        raise ValueError(f"array: expected 1-4 dims of {sorted(str(d) for d in codes)}, got {array.ndim} dims "
+                         f"of {array.dtype}")
+    p = check_path(path, "path")
+    raw = (bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+           + array.astype(array.dtype.newbyteorder(">")).tobytes())
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(gzip.compress(raw, mtime=0) if p.suffix == ".gz" else raw)
+    return p
+
+# %% ../../nbs/foundations/06_formats.ipynb #8af290f3
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")   # Debian's dataset-fashion-mnist
+FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                         "ankle boot")
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+def _idx_file(root: Path, stem: str) -> Path:
+    "`stem.gz` or plain `stem` inside `root`."
+    for name in (stem + ".gz", stem):
+        if (root / name).is_file(): return root / name
+    raise FileNotFoundError(f"root: expected {stem}.gz (or {stem}) in {root}, but it is missing")
+
+def fashion_mnist_dir(root: str | Path | None = None) -> Path:
+    "The Fashion-MNIST folder (default: the Debian package's); `FileNotFoundError` saying how to get it."
+    p = FASHION_MNIST_DIR if root is None else check_path(root, "root")
+    if not all((p / f"{s}.gz").is_file() or (p / s).is_file() for pair in IDX_FILES.values() for s in pair):
+        raise FileNotFoundError(f"root: expected the four Fashion-MNIST IDX files in {p}; install them with "
+                                "`apt install dataset-fashion-mnist` (Debian/Ubuntu) or download them from "
+                                "github.com/zalandoresearch/fashion-mnist into a folder and pass it as root")
+    return p
+
+class IDXClassification(SampleDataset):
+    "MNIST-format image classification (`root/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`)."
+    source = "idx"
+    default_classes: tuple[str, ...] = ()
+    def __init__(self, root: str | Path, split: str = "train", image_size: int | Sequence[int] | None = None,
+                 class_names: Sequence[str] | None = None):
+        check_choice(split, tuple(IDX_FILES), "split")
+        root = need_dir(root, "a folder with the IDX files", "root")
+        images, labels = (read_idx(_idx_file(root, s)) for s in IDX_FILES[split])
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError(f"{_idx_file(root, IDX_FILES[split][0])}: expected uint8 images (N, H, W), got "
+                             f"{images.dtype} {images.shape}")
+        if labels.shape != images.shape[:1] or labels.dtype != np.uint8:
+            raise ValueError(f"{_idx_file(root, IDX_FILES[split][1])}: expected {len(images)} uint8 labels (one per "
+                             f"image), got {labels.dtype} {labels.shape}")
+        names = list(self.default_classes if class_names is None else check_strings(class_names, "class_names",
+                                                                                    nonempty=True, distinct=True))
+        if len(labels) and labels.max() >= len(names):
+            raise ValueError(f"labels: expected values below the {len(names)} class names, got {int(labels.max())}")
+        super().__init__(images.shape[1:] if image_size is None else image_size, split)
+        self._images, self._labels, self.class_names = images, labels.astype(np.int64), names
+        self._items = list(range(len(images)))
+
+    def tensors(self, n: int | None = None, channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+        "The first `n` (default all) images `(n, channels, H, W)` in [0, 1] and their labels `(n,)`."
+        n = len(self) if n is None else check_int(n, "n", low=1, high=len(self))
+        check_choice(channels, (1, 3), "channels")
+        x = torch.from_numpy(self._images[:n]).float().div(255).unsqueeze(1)
+        if tuple(x.shape[-2:]) != self.image_size:
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=True)
+        return x.expand(-1, channels, -1, -1).contiguous(), torch.from_numpy(self._labels[:n])
+
+    def _sample(self, i: int) -> dict:
+        img = torch.from_numpy(self._images[i]).float().div(255)[None, None]
+        if tuple(img.shape[-2:]) != self.image_size:
+            img = F.interpolate(img, size=self.image_size, mode="bilinear", align_corners=False, antialias=True)
+        return make_sample(img[0].expand(3, -1, -1).contiguous(), source=self.source, index=i, split=self.split,
+                           label=int(self._labels[i]), orig_size=tuple(self._images.shape[1:]))
+
+class FashionMNIST(IDXClassification):
+    "Fashion-MNIST (Xiao et al. 2017): 60,000 + 10,000 grey 28x28 images of ten clothing classes."
+    source, default_classes = "fashion-mnist", FASHION_MNIST_CLASSES
+    def __init__(self, root: str | Path | None = None, split: str = "train",
+                 image_size: int | Sequence[int] | None = None):
+        super().__init__(fashion_mnist_dir(root), split, image_size)
+
+class MNIST(IDXClassification):
+    "MNIST digits in the same format (no Debian package: pass the folder of the four files)."
+    source, default_classes = "mnist", MNIST_CLASSES
+
 # %% ../../nbs/foundations/06_formats.ipynb #d1d4a0d0
 _COCO_CATEGORIES = [dict(supercategory="person", id=1, name="person"), dict(supercategory="vehicle", id=3, name="car"),
                     dict(supercategory="animal", id=18, name="dog")]
@@ -328,12 +452,26 @@ def _cifar_fixtures(root: Path) -> list[Path]:
     _save({"num_cases_per_batch": 1, "label_names": _CIFAR_CLASSES, "num_vis": 3072}, d / "batches.meta", "pickle")
     return out + [d / "batches.meta"]
 
+# %% ../../nbs/foundations/06_formats.ipynb #8ac12d71
+def _idx_fixtures(root: Path) -> list[Path]:
+    "Fashion-MNIST's four gzipped IDX files: six 28x28 training images (labels 0-5) and three test images."
+    d, out = root / "fashion-mnist", []
+    def images(labels):  # a bright bar whose row and width depend on the label, on a dark background
+        x = np.full((len(labels), 28, 28), 10, np.uint8)
+        for k, l in enumerate(labels): x[k, 4 + 2 * l: 8 + 2 * l, 2: 10 + 2 * l] = 200 + 5 * l
+        return x
+    for split, labels in (("train", [0, 1, 2, 3, 4, 5]), ("test", [9, 7, 1])):
+        img_file, lab_file = IDX_FILES[split]
+        out.append(write_idx(images(labels), d / f"{img_file}.gz"))
+        out.append(write_idx(np.array(labels, np.uint8), d / f"{lab_file}.gz"))
+    return out
+
 # %% ../../nbs/foundations/06_formats.ipynb #d2766b91
 def write_fixtures(root: str | Path) -> list[Path]:
-    "Write tiny COCO, Flickr30k (Karpathy), VQAv2, ImageFolder and CIFAR-10 files in their real formats under `root`."
+    "Tiny COCO, Flickr30k (Karpathy), VQAv2, ImageFolder, CIFAR-10 and Fashion-MNIST files, real formats, in `root`."
     root = check_writable_dir(root, "root", create=True)
     return (_coco_fixtures(root) + _flickr_fixtures(root) + _vqa_fixtures(root)
-            + _imagefolder_fixtures(root) + _cifar_fixtures(root))
+            + _imagefolder_fixtures(root) + _cifar_fixtures(root) + _idx_fixtures(root))
 
 def fixtures_dir() -> Path:
     "The repository's `data/fixtures` (written by `write_fixtures`)."

@@ -159,7 +159,7 @@ class CLIPResNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> TowerOutput:
         check_images(images, 3, self.config.image_size, "images", dtype=self.attnpool.pos_embed.dtype)
-        fmap = self.trunk.forward_features(images)
+        fmap = self.trunk.forward_features(images, check=False)   # checked just above
         return TowerOutput(fmap, self.attnpool(fmap))
 
 # %% ../../nbs/papers/20_contrastive/20_clip.ipynb #d1bda342

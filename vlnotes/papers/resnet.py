@@ -243,10 +243,11 @@ def stem(self: ResNet, images: torch.Tensor) -> torch.Tensor:
     return self.maxpool(self.relu(self.bn1(self.conv1(images))))
 
 @patch
-def forward_features(self: ResNet, images: torch.Tensor, return_layers: bool = False):
+def forward_features(self: ResNet, images: torch.Tensor, return_layers: bool = False, check: bool = True):
     """Final feature map (B, num_features, h, w); with `return_layers` also a dict of per-block lists:
-    `inputs` x, `branches` F(x), `shortcuts` s(x) (None in plain nets) and `outputs` y."""
-    self.check_images(images)
+    `inputs` x, `branches` F(x), `shortcuts` s(x) (None in plain nets) and `outputs` y. `check=False` skips the
+    image check for a caller that has just made it (CLIP's ResNet tower): one pass over the pixels, not two."""
+    if check: self.check_images(images)
     x = self.stem(images)
     parts = dict(inputs=[], branches=[], shortcuts=[], outputs=[])
     for blk in self.blocks:

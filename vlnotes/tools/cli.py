@@ -14,12 +14,15 @@ from pathlib import Path
 from ..core import (find_project_root, get_settings, load_claims, claims_markdown, check_bool, check_dir,
                           check_int, check_paper_id, check_path, check_str, check_writable_dir, env_flag, Claim,
                           Markdown, REPRODUCED)
+from ..pretrained import (checkpoint_path, get_recipe, list_pretrained, load_pretrained, pretrained_record,
+                                pretrained_table)
 from .docs import cell_source, default_exp
 
 # %% auto #0
 __all__ = ['GROUPS', 'PaperLayoutError', 'PaperNotebook', 'paper_group', 'read_paper', 'nbs_dir', 'paper_notebooks',
            'papers_markdown', 'progress', 'NotebookFailed', 'run_notebook', 'CommandFailed', 'cmd_list',
-           'cmd_reproduce', 'notebook_markdown', 'cmd_readme', 'cmd_docs', 'UsageError', 'build_parser', 'main']
+           'cmd_reproduce', 'cmd_pretrain', 'notebook_markdown', 'cmd_readme', 'cmd_docs', 'UsageError', 'build_parser',
+           'main']
 
 # %% ../../nbs/tools/00_cli.ipynb #6ce4c09d
 GROUPS = {10: "Backbones", 20: "Contrastive and self-supervised", 30: "CLIP transfer",
@@ -316,6 +319,38 @@ def cmd_reproduce(args) -> int:
         raise CommandFailed(f"{len(failed)} of {n} paper(s) failed: {failed} (see the messages above)")
     return 0
 
+# %% ../../nbs/tools/00_cli.ipynb #1add8e3d
+def _pretrain_names(names: list[str]) -> list[str]:
+    "The names asked for, checked before anything is built: 'all' alone, or registered names, each once."
+    known = list_pretrained()
+    if "all" in names and len(names) > 1:
+        raise ValueError(f"names: expected 'all' alone or checkpoint names, got {names}")
+    if names == ["all"]: return known
+    for n in names: get_recipe(n)                       # unknown -> ValueError with the known names
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice: raise ValueError(f"names: expected each checkpoint once, got {twice} more than once")
+    return names
+
+def cmd_pretrain(args) -> int:
+    "Build (or verify) registry checkpoints; record full builds and print the registry table."
+    if args.list:
+        print(_table([("name", "family", "summary")] + [(n, get_recipe(n).family, get_recipe(n).summary)
+                                                        for n in list_pretrained()]))
+        return 0
+    if not args.names: raise ValueError("names: expected checkpoint names or 'all' (see `vlnotes pretrain --list`)")
+    names = _pretrain_names(args.names)
+    results = _results_dir(args.results_dir, args.quick)
+    check_writable_dir(results / "pretrained", "--results-dir", create=True)
+    for k, name in enumerate(names, 1):
+        path = checkpoint_path(name, quick=args.quick)
+        if args.force: path.unlink(missing_ok=True)
+        print(f"[{k}/{len(names)}] {name}: {path}", flush=True)
+        p = load_pretrained(name, quick=args.quick, progress=not args.no_progress)
+        pretrained_record(p, results)
+        print(f"  {p!r}, trained in {p.info['train_seconds']:.0f}s", flush=True)
+    print("\n" + pretrained_table(results))
+    return 0
+
 # %% ../../nbs/tools/00_cli.ipynb #49a7ad35
 def _directives(src: str) -> dict[str, str]:
     out = {}
@@ -419,6 +454,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results-dir", default=None, help="default: results/ (full) or results/quick/ (quick)")
     r.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell (a positive int)")
     r.set_defaults(func=cmd_reproduce)
+    t = sub.add_parser("pretrain", help="build the pretrained shapes-world checkpoints (trained once, cached)",
+                       parents=[debug])
+    t.add_argument("names", nargs="*", help="checkpoint names (see --list) or 'all'")
+    t.add_argument("--list", action="store_true", help="list the registered checkpoints")
+    t.add_argument("--force", action="store_true", help="rebuild even when the cached file is valid")
+    t.add_argument("--quick", action="store_true", help="the tiny test recipes (records go to results/quick/)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--results-dir", default=None, help="default: results/ (full) or results/quick/ (quick)")
+    t.set_defaults(func=cmd_pretrain)
     m = sub.add_parser("readme", help="regenerate README.md from nbs/index.ipynb", parents=[debug])
     m.add_argument("--check", action="store_true", help="only check that README.md is up to date")
     m.set_defaults(func=cmd_readme)

@@ -454,7 +454,8 @@ def api_page(module: str, notebook: Path) -> str:
             f"the page there explains it with examples.\n\n::: {module}\n")
 
 # %% ../../nbs/tools/01_docs.ipynb #d7e9c90d
-NAV_SECTIONS = {"guides": "Guides", "foundations": "Foundations", "papers": "Papers", "tools": "Tools"}
+NAV_SECTIONS = {"guides": "Guides", "foundations": "Foundations", "papers": "Papers", "zoo": "Pretrained zoo",
+                "tools": "Tools"}
 
 def _nav(entries: list[tuple[Path, str, str]], modules: dict[str, Path], nbs: Path) -> list:
     "MkDocs nav: Home, a section per folder of `nbs` (Papers: a sub-section per group), the API reference."
