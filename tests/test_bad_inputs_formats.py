@@ -136,6 +136,19 @@ def rle_seg(size, counts):
     return change
 
 
+def idx_copy(tmp, name=None, content=None) -> Path:
+    "A copy of the Fashion-MNIST fixture folder whose file `name` is replaced by `content` (bytes)."
+    root = tmp / "fm"
+    shutil.copytree(fx() / "fashion-mnist", root)
+    if name is not None: (root / name).write_bytes(content)
+    return root
+
+
+def idx_bytes(magic: bytes, dims, payload: bytes = b"") -> bytes:
+    import struct
+    return magic + struct.pack(f">{len(dims)}i", *dims) + payload
+
+
 IMG = lambda: next((fx() / "coco/images").glob("*.jpg"))
 BOX = lambda *rows: torch.tensor(rows, dtype=torch.float)
 
@@ -493,6 +506,43 @@ CASES = [
          arg="answer_vocab", expected="distinct", got="'red'", note="was silent"),
     Case("formats.vqa_targets", "type", lambda: F.vqa_targets([{}], "red"), TypeError,
          arg="answer_vocab", expected="list of strings", got="str", note="was silent"),
+    # ---------------------------------------------------------------- IDX (MNIST / Fashion-MNIST)
+    Case("formats.read_idx", "missing-key", lambda tmp: F.read_idx(tmp / "none.idx"), FileNotFoundError,
+         arg="path", expected="an IDX file", got="none.idx", note="new"),
+    Case("formats.read_idx", "corrupt", lambda tmp: (tmp / "a.idx").write_bytes(b"\x01\x02\x08\x01xxxx") and
+         F.read_idx(tmp / "a.idx"), ValueError, arg="a.idx", expected="IDX magic number", got="01 02 08 01", note="new"),
+    Case("formats.read_idx", "truncated", lambda tmp: (tmp / "a.idx").write_bytes(idx_bytes(b"\0\0\x08\x02", (3, 4),
+         bytes(11))) and F.read_idx(tmp / "a.idx"), ValueError, arg="a.idx", expected="12 bytes", got="got 11",
+         note="new"),
+    Case("formats.read_idx", "truncated", lambda tmp: (tmp / "a.idx").write_bytes(b"\0\0\x08\x03\0\0") and
+         F.read_idx(tmp / "a.idx"), ValueError, arg="a.idx", expected="3 dimensions", got="6-byte file", note="new"),
+    Case("formats.read_idx", "huge", lambda tmp: (tmp / "a.idx").write_bytes(idx_bytes(b"\0\0\x08\x03",
+         (2**15, 2**15, 2**15))) and F.read_idx(tmp / "a.idx"), ValueError, arg="a.idx", expected="at most",
+         got="(32768, 32768, 32768)", note="new"),
+    Case("formats.read_idx", "corrupt", lambda tmp: (tmp / "a.gz").write_bytes(b"\x1f\x8b garbage") and
+         F.read_idx(tmp / "a.gz"), ValueError, arg="a.gz", expected="gzip-compressed IDX", got="does not decompress",
+         note="new"),
+    Case("formats.write_idx", "type", lambda tmp: F.write_idx([1, 2], tmp / "a.idx"), TypeError,
+         arg="array", expected="NumPy array", got="list", note="new"),
+    Case("formats.write_idx", "dtype", lambda tmp: F.write_idx(np.zeros(3, np.uint16), tmp / "a.idx"), ValueError,
+         arg="array", expected="1-4 dims of", got="uint16", note="new"),
+    Case("formats.FashionMNIST", "path", lambda tmp: F.FashionMNIST(tmp / "nowhere"), FileNotFoundError,
+         arg="root", expected="four Fashion-MNIST IDX files", got="nowhere", note="new"),
+    Case("formats.FashionMNIST", "value", lambda tmp: F.FashionMNIST(fx() / "fashion-mnist", "validation"),
+         ValueError, arg="split", expected="one of ['train', 'test']", got="'validation'", note="new"),
+    Case("formats.FashionMNIST", "schema", lambda tmp: F.FashionMNIST(idx_copy(
+         tmp, "train-labels-idx1-ubyte.gz", __import__("gzip").compress(idx_bytes(b"\0\0\x08\x01", (5,), bytes(5)))),
+         "train"), ValueError, arg="train-labels-idx1-ubyte.gz", expected="6 uint8 labels", got="(5,)", note="new"),
+    Case("formats.FashionMNIST", "value", lambda tmp: F.FashionMNIST(idx_copy(
+         tmp, "train-labels-idx1-ubyte.gz", __import__("gzip").compress(idx_bytes(b"\0\0\x08\x01", (6,), bytes([0, 1, 2, 3, 4, 12]))))),
+         ValueError, arg="labels", expected="below the 10 class names", got="12", note="new"),
+    Case("formats.IDXClassification.tensors", "huge", lambda tmp: F.FashionMNIST(fx() / "fashion-mnist").tensors(99),
+         ValueError, arg="n", expected="<= 6", got="99", note="new"),
+    Case("formats.IDXClassification.tensors", "value",
+         lambda tmp: F.FashionMNIST(fx() / "fashion-mnist").tensors(channels=2), ValueError,
+         arg="channels", expected="one of", got="2", note="new"),
+    Case("formats.IDXClassification", "type", lambda tmp: F.MNIST(fx() / "fashion-mnist", class_names="0123456789"),
+         TypeError, arg="class_names", expected="list", got="str", note="new"),
     # ---------------------------------------------------------------- fixtures and paths
     Case("formats.write_fixtures", "path", lambda tmp: (tmp / "f").write_text("x") and F.write_fixtures(tmp / "f/sub"),
          ValueError, arg="root", expected="a folder to write into", got="below the file", note="was cryptic"),

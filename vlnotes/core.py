@@ -351,6 +351,17 @@ def _field_default(f) -> Any:
 def _field(cls, name: str): return next(f for f in fields(cls) if f.name == name)
 
 # %% ../nbs/foundations/00_core.ipynb #c3527ece
+_CONFIG_CLASSES: dict[str, list[type]] = {}   # name -> every config class of that name, in definition order
+
+def _config_class(kind: str, outer: type, default: Any) -> type | None:
+    """The config class named `kind` for a field of `outer`: one defined in `outer`'s module first, then the field
+    default's class, then the latest of that name. (A notebook that re-defines a library config in `__main__` must
+    not make the library's configs build the notebook's class, nor the other way round.)"""
+    same_module = [c for c in _CONFIG_CLASSES.get(kind, []) if c.__module__ == outer.__module__]
+    if same_module: return same_module[-1]
+    if isinstance(default, Config) and type(default).__name__ == kind: return type(default)
+    return Config.registry.get(kind)
+
 def _nested(cls, f, value: Any) -> Any:
     "A dict for a config-typed field becomes that config (class from its `type` key, else the default's class)."
     default = _field_default(f)
@@ -362,7 +373,7 @@ def _nested(cls, f, value: Any) -> Any:
     if kind is None and not isinstance(default, Config): return value
     if kind is not None and not isinstance(kind, str):
         raise TypeError(f"{cls.__name__}.{f.name}: expected a config class name under 'type', got {kind!r}")
-    target = Config.registry.get(kind) if kind is not None else type(default)
+    target = _config_class(kind, cls, default) if kind is not None else type(default)
     if target is None: raise ValueError(f"{cls.__name__}.{f.name}: unknown config type {kind!r}; "
                                         f"expected one of {sorted(Config.registry)}")
     return target.from_dict({k: v for k, v in value.items() if k != "type"})
@@ -376,6 +387,7 @@ class Config:
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         Config.registry[cls.__name__] = cls
+        _CONFIG_CLASSES.setdefault(cls.__name__, []).append(cls)
 
     def __post_init__(self): self.validate()
     def validate(self):

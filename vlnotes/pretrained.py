@@ -102,6 +102,7 @@ class Family:
     build: Callable[[Recipe], tuple[nn.Module, Tokenizer | None]]
     train: Callable[[nn.Module, Tokenizer | None, Recipe, bool], Mapping[str, float]]
     evaluate: Callable[[nn.Module, Tokenizer | None, Recipe], Mapping[str, float]]
+    version: int = 1   # bump when build/train/evaluate change what a recipe produces: older checkpoints go stale
 
 _FAMILIES: dict[str, Family] = {}
 _RECIPES: dict[str, Recipe] = {}
@@ -110,7 +111,7 @@ _DISCOVERED = False
 def _signature(f: Family) -> tuple:
     "What makes two families the same: their functions' names (a notebook re-running its cells, or the module that"
     "defines them imported beside the notebook, registers new function objects with the same names)."
-    return (f.name, *(getattr(fn, "__qualname__", repr(fn)) for fn in (f.build, f.train, f.evaluate)))
+    return (f.name, f.version, *(getattr(fn, "__qualname__", repr(fn)) for fn in (f.build, f.train, f.evaluate)))
 
 def register_family(family: Family) -> Family:
     "Register `family` under its name; re-registering the same family replaces it, a different one raises."
@@ -219,6 +220,10 @@ def check_checkpoint(path: str | Path, recipe: Recipe) -> str | None:
     if meta.get("recipe_digest") != recipe.digest():
         return (f"stale: it was built from another recipe (digest {str(meta.get('recipe_digest'))[:12]}, the current "
                 f"recipe is {recipe.digest()[:12]})")
+    version = get_family(recipe.family).version
+    if meta.get("family_version") != str(version):
+        return (f"stale: it was built by version {meta.get('family_version')} of the {recipe.family!r} family's code, "
+                f"the current one is {version}")
     try: tensors = load_file(str(path))
     except Exception as e: return f"corrupt: the tensors do not read ({e})"
     if weights_digest(tensors) != meta.get("weights_sha256"):
@@ -261,6 +266,7 @@ def _build(recipe: Recipe, path: Path, progress: bool) -> None:
     tensors = _state(model)
     meta = {"vlnotes_registry": "1", "format": "pt", "architecture": type(model).__name__,
             "recipe": json.dumps(recipe.to_dict(), sort_keys=True), "recipe_digest": recipe.digest(),
+            "family_version": str(fam.version),
             "weights_sha256": weights_digest(tensors), "quality": json.dumps(quality),
             "train_seconds": json.dumps(round(seconds, 1)), "train_stats": json.dumps(stats),
             "params": json.dumps(num_params(model)), "vlnotes_version": __version__,
