@@ -81,7 +81,8 @@ def test_navigation_follows_the_folders_and_groups():
     from vlnotes.tools.docs import _nav, page_name
     entries = [(p, page_name(p)[:-5] + ".ipynb", p.stem) for p in _notebooks()]
     nav = _nav(entries, {"vlnotes.core": NBS / "foundations/00_core.ipynb"}, NBS)
-    assert [next(iter(d)) for d in nav] == ["Home", "Guides", "Foundations", "Papers", "Tools", "API reference"]
+    assert [next(iter(d)) for d in nav] == ["Home", "Guides", "Foundations", "Papers", "Pretrained zoo", "Tools",
+                                            "API reference"]
     sections = {next(iter(d)): next(iter(d.values())) for d in nav}
     assert sections["Home"] == "index.ipynb" and sections["Guides"] == [{"adding_a_paper": "adding_a_paper.ipynb"}]
     groups = sorted({p.group for p in paper_notebooks(NBS).values()})
@@ -89,6 +90,7 @@ def test_navigation_follows_the_folders_and_groups():
     in_papers = [page for g in sections["Papers"] for item in next(iter(g.values())) for page in item.values()]
     assert in_papers == [page_name(p.path)[:-5] + ".ipynb" for p in paper_notebooks(NBS).values()]
     assert {"cli.ipynb", "docs.ipynb", "package.ipynb"} == {v for item in sections["Tools"] for v in item.values()}
+    assert {"shapes.ipynb"} == {v for item in sections["Pretrained zoo"] for v in item.values()}
 
 
 # --- the built site --------------------------------------------------------------------------------------------

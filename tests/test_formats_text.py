@@ -1,5 +1,5 @@
 "Real-data readers (vlnotes.data.formats) on fixtures in the real formats, and the tokenizer (vlnotes.text)."
-import json, os, pickle, subprocess, sys
+import gzip, json, os, pickle, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -215,6 +215,8 @@ def test_shipped_fixtures_are_current(fx):
             assert np.abs(np.asarray(Image.open(a), int) - np.asarray(Image.open(b), int)).max() <= 2, rel
         elif a.suffix == ".json":
             assert json.loads(a.read_text()) == json.loads(b.read_text()), rel
+        elif a.suffix == ".gz":                                     # IDX files (Fashion-MNIST): compare the content
+            assert gzip.decompress(a.read_bytes()) == gzip.decompress(b.read_bytes()), rel
         else:
             oa, ob = (pickle.loads(p.read_bytes()) for p in (a, b))
             assert oa.keys() == ob.keys() and all(np.array_equal(np.asarray(oa[k]), np.asarray(ob[k])) for k in oa), rel

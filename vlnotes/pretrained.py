@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .core import Config, check_bool, check_str, get_settings, num_params
+from .core import Config, Markdown, check_bool, check_str, get_settings, num_params
 from .text import Tokenizer
 
 # %% auto #0
@@ -333,7 +333,7 @@ def _verdict(quality: Mapping, targets: Mapping) -> str:
     if not missed: return "met"
     return "missed: " + ", ".join(f"{k} {'n/a' if q is None else f'{q:.3f}'} < {t}" for k, (q, t) in missed.items())
 
-def pretrained_table(results_dir: str | Path | None = None) -> str:
+def pretrained_table(results_dir: str | Path | None = None) -> Markdown:
     "A Markdown table of the recorded builds: name, parameters, training time, quality against the targets."
     d = Path(get_settings().results_dir if results_dir is None else results_dir) / "pretrained"
     rows = ["| checkpoint | what it is | parameters | training time | quality (eval seed, never trained on) "
@@ -347,4 +347,4 @@ def pretrained_table(results_dir: str | Path | None = None) -> str:
         rows.append(f"| `{r['name']}` | {r['summary']} | {r['params'] / 1e6:.2f}M | {mins} | {q} | {t}: "
                     f"{_verdict(r['quality'], r['targets'])} |")
     if len(rows) == 2: rows.append("| (no recorded builds: run `vlnotes pretrain all`) | | | | | |")
-    return "\n".join(rows)
+    return Markdown("\n".join(rows))
