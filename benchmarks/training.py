@@ -71,10 +71,9 @@ def clip_case(name: str, quick: bool):
     return model, batch, (lambda m, b: clip_recipe_loss(m, b, hard)["loss"]), r.train["batch_size"]
 
 
-def resnet_notebook_case(quick: bool):
-    "The ResNet notebook's deepest C1 net (plain and residual train alike)."
-    from importlib import import_module
-    model = resnet_cifar(20, num_classes=8, width=8)
+def resnet_notebook_case(depth: int = 14, width: int = 8):
+    "A CIFAR-style net of the notebooks: the ResNet notebook's deepest C1 net, or the ViT notebook's C1 ResNet."
+    model = resnet_cifar(depth, num_classes=8, width=width)
     data = render_split("train", 32, image_size=32)
     batch = {"images": data.images, "label": data.label}
     return model, batch, (lambda m, b: F.cross_entropy(m(b["images"]).logits, b["label"])), 32
@@ -131,7 +130,8 @@ def main():
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     warmup, steps = (2, 5) if a.quick else (3, 15)
-    cases = {"resnet-notebook-c1": lambda: resnet_notebook_case(a.quick),
+    cases = {"resnet-notebook-c1": lambda: resnet_notebook_case(14, 8),
+             "vit-notebook-c1-resnet": lambda: resnet_notebook_case(8, 16),
              "resnet-shapes": lambda: classifier_case("resnet-shapes", a.quick),
              "vit-shapes": lambda: classifier_case("vit-shapes", a.quick),
              "clip-shapes-heldout": lambda: clip_case("clip-shapes-heldout", a.quick),
@@ -149,7 +149,7 @@ def main():
         plain = plain_step_time(model, batch, loss, warmup, steps, fused=False)
         fused = plain_step_time(model, batch, loss, warmup, steps, fused=True)
         ref = "-"
-        if name.startswith("vit"):
+        if name == "vit-shapes":
             hf = hf_vit_reference(model)
             if hf is not None:
                 hf_loss = lambda m, b: F.cross_entropy(m(pixel_values=b["images"]).logits, b["label"])

@@ -252,11 +252,15 @@ _CLIP_QUICK = {"model": {"vision": {"depth": 8, "width": 4, "heads": 2}, "text":
 _CLASSIFIER_QUICK = {"data": {"n": 256}, "train": {"max_steps": 8, "batch_size": 32, "warmup_steps": 2},
                      "objective": {"eval_scenes": 64}}
 
+def _clip_towers() -> dict:
+    "The towers both CLIP recipes share (a fresh dict for each recipe)."
+    return {"vision": {"type": "CLIPResNetConfig", "image_size": 32, "depth": 8, "width": 8, "heads": 4},
+            "text": {"dim": 64, "depth": 2, "heads": 4}, "embed_dim": 64}
+
 CLIP_SHAPES_HELDOUT = register_recipe(Recipe(
     name="clip-shapes-heldout", family="clip",
     summary="CLIP (ResNet image tower), trained with six colour+shape compositions held out: the CLIP notebook's model",
-    model={"vision": {"type": "CLIPResNetConfig", "image_size": 32, "depth": 8, "width": 8, "heads": 4},
-           "text": {"dim": 64, "depth": 2, "heads": 4}, "embed_dim": 64},
+    model=_clip_towers(),
     data={"split": "train", "seed": 0, "n": 40000, "min_objects": 1, "max_objects": 1, "image_size": 32},
     train={"max_steps": 1600, "lr": 2e-3, "weight_decay": 0.1, "batch_size": 128, "warmup_steps": 160,
            "schedule": "cosine", "seed": 0, "log_every": 20},
@@ -269,8 +273,7 @@ CLIP_SHAPES_HELDOUT = register_recipe(Recipe(
 CLIP_SHAPES = register_recipe(Recipe(
     name="clip-shapes", family="clip",
     summary="CLIP (ResNet image tower) on every shape and colour: the start of the downstream papers",
-    model={"vision": {"type": "CLIPResNetConfig", "image_size": 32, "depth": 8, "width": 8, "heads": 4},
-           "text": {"dim": 64, "depth": 2, "heads": 4}, "embed_dim": 64},
+    model=_clip_towers(),
     data={"split": "all", "seed": 0, "n": 40000, "min_objects": 1, "max_objects": 1, "image_size": 32},
     train={"max_steps": 2000, "lr": 2e-3, "weight_decay": 0.1, "batch_size": 128, "warmup_steps": 200,
            "schedule": "cosine", "seed": 0, "log_every": 20},

@@ -288,17 +288,18 @@ class IDXClassification(SampleDataset):
         "The first `n` (default all) images `(n, channels, H, W)` in [0, 1] and their labels `(n,)`."
         n = len(self) if n is None else check_int(n, "n", low=1, high=len(self))
         check_choice(channels, (1, 3), "channels")
-        x = torch.from_numpy(self._images[:n]).float().div(255).unsqueeze(1)
+        return self._float_images(self._images[:n], channels), torch.from_numpy(self._labels[:n])
+
+    def _float_images(self, raw: np.ndarray, channels: int) -> torch.Tensor:
+        "uint8 `(n, H, W)` -> float `(n, channels, *image_size)` in [0, 1] (resized when `image_size` asks)."
+        x = torch.from_numpy(raw).float().div(255).unsqueeze(1)
         if tuple(x.shape[-2:]) != self.image_size:
             x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=True)
-        return x.expand(-1, channels, -1, -1).contiguous(), torch.from_numpy(self._labels[:n])
+        return x.expand(-1, channels, -1, -1).contiguous()
 
     def _sample(self, i: int) -> dict:
-        img = torch.from_numpy(self._images[i]).float().div(255)[None, None]
-        if tuple(img.shape[-2:]) != self.image_size:
-            img = F.interpolate(img, size=self.image_size, mode="bilinear", align_corners=False, antialias=True)
-        return make_sample(img[0].expand(3, -1, -1).contiguous(), source=self.source, index=i, split=self.split,
-                           label=int(self._labels[i]), orig_size=tuple(self._images.shape[1:]))
+        return make_sample(self._float_images(self._images[i:i + 1], 3)[0], source=self.source, index=i,
+                           split=self.split, label=int(self._labels[i]), orig_size=tuple(self._images.shape[1:]))
 
 class FashionMNIST(IDXClassification):
     "Fashion-MNIST (Xiao et al. 2017): 60,000 + 10,000 grey 28x28 images of ten clothing classes."
