@@ -162,7 +162,7 @@ def adamw_step_fn(model, loss_of, bf16: bool = False):
 
 def step_flops(model, loss_of) -> int:
     "FLOPs of one forward + backward (matmuls, convs, attention: what `FlopCounterMode` counts), fp32, on a throw-away copy."
-    import copy, torch
+    import copy
     from torch.utils.flop_counter import FlopCounterMode
     m = copy.deepcopy(model).train()
     with FlopCounterMode(display=False) as fc:
@@ -192,7 +192,7 @@ def bench_pair(name: str, setting: str, ours, ref, ours_loss, ref_loss, parity: 
         Row(f"{name} train step", f"{setting}, fwd+bwd+AdamW, fp32, median of {repeats}", fmt_ms(t["ours"]),
             f"{fmt_ms(t['ref'])} ({ref_name})", f"{t['ours'] / t['ref']:.2f}",
             f"{parity}; ratio of the fastest steps {best['ours'] / best['ref']:.2f}; lower is better, 1.00 = parity"),
-        Row(f"{name} fraction of matmul peak", f"fp32 step above; achieved GFLOP/s / measured peak",
+        Row(f"{name} fraction of matmul peak", "fp32 step above; achieved GFLOP/s / measured peak",
             f"{rate('ours', fl_ours):,.0f} GFLOP/s = {frac('ours', fl_ours):.0%}",
             f"{rate('ref', fl_ours):,.0f} GFLOP/s = {frac('ref', fl_ours):.0%} ({ref_name})",
             f"{frac('ours', fl_ours) / frac('ref', fl_ours):.2f}", f"higher is better; {flops_note}"),
@@ -232,6 +232,48 @@ def bench_vit(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) -
                       f"same weights (ViT.from_hf), max diff {diff:.1e} (hf_parity); "
                       f"transformers attn: {hf.config._attn_implementation}",
                       f"transformers {transformers.__version__}", warmup, repeats, peak_n)
+
+
+def vilt_sizes(quick: bool) -> dict:
+    "A ViLT with the ViT group's transformer (patch 32, a non-square image as ViLT's 384x640), 40 tokens, VQAv2's answers."
+    v = vit_sizes(quick)
+    hw = (64, 96) if quick else (224, 384)
+    return dict(config=dict(hidden_size=v["hidden_size"], num_hidden_layers=v["num_hidden_layers"],
+                            num_attention_heads=v["num_attention_heads"], intermediate_size=v["intermediate_size"],
+                            image_size=384, patch_size=32, max_position_embeddings=40, vocab_size=30522,
+                            max_image_length=-1, num_labels=3129), hw=hw, text_len=40)
+
+
+def bench_vilt(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) -> list[Row]:
+    "ViLT VQA (backbone + VQA head), ours vs transformers with the same weights: forward (eval, no grad), train step."
+    import torch, transformers
+    from vlnotes.papers.vilt import ViLTForQuestionAnswering, hf_parity
+    v = vilt_sizes(quick)
+    c, (H, W), T = v["config"], v["hw"], v["text_len"]
+    torch.manual_seed(0)
+    hf = transformers.ViltForQuestionAnswering(transformers.ViltConfig(**c))
+    ours = ViLTForQuestionAnswering.from_hf(hf)
+    g = torch.Generator().manual_seed(0)
+    ids, px = torch.randint(1000, c["vocab_size"], (batch, T), generator=g), torch.randn(batch, 3, H, W, generator=g)
+    labels = torch.rand(batch, c["num_labels"], generator=g)
+    diff = max(hf_parity(hf, ids[:2], px[:2]).values())
+    setting = (f"batch {batch}, 3x{H}x{W}, patch 32, {T} tokens, hidden {c['hidden_size']}, {c['num_hidden_layers']} "
+               f"layers, {c['num_attention_heads']} heads, {c['num_labels']} answers")
+    parity = f"same weights (ViLTForQuestionAnswering.from_hf), max diff {diff:.1e} (hf_parity)"
+    ref_name = f"transformers {transformers.__version__}"
+    ours_eval, hf_eval = ours.eval(), hf.eval()
+    def forward(model, ours_api: bool):
+        def run():
+            with torch.no_grad():
+                return model(ids, None, px) if ours_api else model(input_ids=ids, pixel_values=px)
+        return run
+    t = interleaved_median_times({"ours": forward(ours_eval, True), "ref": forward(hf_eval, False)}, warmup, repeats)
+    fwd = Row("ViLT forward", f"{setting}, eval, no grad, median of {repeats}", fmt_ms(t["ours"]),
+              f"{fmt_ms(t['ref'])} ({ref_name})", f"{t['ours'] / t['ref']:.2f}",
+              f"{parity}; lower is better, 1.00 = parity")
+    return [fwd] + bench_pair("ViLT", setting, ours, hf, lambda m: m(ids, None, px, labels=labels).loss,
+                              lambda m: m(input_ids=ids, pixel_values=px, labels=labels).loss, parity, ref_name,
+                              warmup, repeats, peak_n)
 
 
 def clip_sizes(quick: bool) -> tuple[dict, dict, int]:
@@ -330,7 +372,7 @@ def table(rows: list[Row]) -> str:
                                for r in rows])
 
 
-GROUPS = ["resnet", "world", "import", "vit", "clip"]
+GROUPS = ["resnet", "world", "import", "vit", "clip", "vilt"]
 
 
 def main(argv=None):
@@ -354,7 +396,7 @@ def main(argv=None):
     if "import" in groups:
         rows += bench_imports(3 if a.quick else 5)
     tf_warmup, tf_repeats, peak_n = (2, 9, 2048) if a.quick else (2, 9, 2048)
-    for g, name, bench in (("vit", "ViT", bench_vit), ("clip", "CLIP", bench_clip)):
+    for g, name, bench in (("vit", "ViT", bench_vit), ("clip", "CLIP", bench_clip), ("vilt", "ViLT", bench_vilt)):
         if g not in groups: continue
         try: rows += bench(a.quick, 8, tf_warmup, tf_repeats, peak_n)
         except Exception as e: rows += skipped(f"{name} train step", "benchmark failed", e)   # don't lose the other rows
