@@ -250,6 +250,11 @@ def select_patches(valid: torch.Tensor, max_image_length: int = -1) -> torch.Ten
     padding patches (masked out later). k > 0: n = min(that, k); a row with >= n valid patches samples n of them
     (random order), a shorter row keeps them all and samples padding patches with replacement: the
     `torch.multinomial` calls of transformers' `visual_embed`, in its order."""
+    if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool or valid.ndim != 2:
+        got = (f"{valid.dtype} tensor of shape {tuple(valid.shape)}" if isinstance(valid, torch.Tensor)
+               else type(valid).__name__)
+        raise TypeError(f"valid: expected a bool tensor (B, N) of valid patches, got {got}")
+    check_int(max_image_length, "max_image_length", -1)
     counts = valid.sum(1)
     n = int(counts.max()) if max_image_length < 0 else min(int(counts.max()), max_image_length)
     if max_image_length < 0:      # a stable sort puts valid patches (0) before padding (1), each in row-major order
