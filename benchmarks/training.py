@@ -79,6 +79,15 @@ def resnet_notebook_case(depth: int = 14, width: int = 8):
     return model, batch, (lambda m, b: F.cross_entropy(m(b["images"]).logits, b["label"])), 32
 
 
+def vit_notebook_case():
+    "The ViT notebook's C1 ViT (depth 2, dim 48, patch 4, 8 classes) on 32 px scenes."
+    from vlnotes.papers.vit import ViT, ViTConfig
+    model = ViT(ViTConfig(image_size=32, patch_size=4, dim=48, depth=2, heads=4, num_classes=8))
+    data = render_split("train", 32, image_size=32)
+    batch = {"images": data.images, "label": data.label}
+    return model, batch, (lambda m, b: F.cross_entropy(m(b["images"]).logits, b["label"])), 32
+
+
 def hf_vit_reference(model):
     "transformers' ViT of the same size (random weights), or None."
     try: from transformers import ViTConfig as HFViTConfig, ViTForImageClassification
@@ -131,7 +140,8 @@ def main():
     if a.threads: torch.set_num_threads(a.threads)
     warmup, steps = (2, 5) if a.quick else (3, 15)
     cases = {"resnet-notebook-c1": lambda: resnet_notebook_case(14, 8),
-             "vit-notebook-c1-resnet": lambda: resnet_notebook_case(8, 16),
+             "vit-notebook-c1": vit_notebook_case,
+             "vit-notebook-c1-resnet": lambda: resnet_notebook_case(8, 12),
              "resnet-shapes": lambda: classifier_case("resnet-shapes", a.quick),
              "vit-shapes": lambda: classifier_case("vit-shapes", a.quick),
              "clip-shapes-heldout": lambda: clip_case("clip-shapes-heldout", a.quick),

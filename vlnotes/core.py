@@ -766,7 +766,7 @@ def claims_markdown(claims: Sequence[Claim], with_paper: bool = True) -> Markdow
             + ["claim", "dataset", "statement", "measured", "expectation", "verdict", "mode"])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in claims:
-        verdict = f"**{c.verdict}**" + (f" ({c.note})" if c.note and c.verdict == NOT_REPRODUCED else "")
+        verdict = f"**{c.verdict}**" + (f" ({c.note})" if c.note else "")   # a note qualifies any verdict
         cells = ([c.paper] if with_paper else []) + [c.claim_id, c.dataset, c.statement, c.short_measured(),
                                                      f"`{c.expectation}`", verdict, c.mode]
         rows.append("| " + " | ".join(_md_cell(x) for x in cells) + " |")

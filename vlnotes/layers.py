@@ -216,8 +216,11 @@ class TransformerBlock(nn.Module):
 
 
 # %% ../nbs/foundations/01_layers.ipynb #blkfwd01
-def _check_context(self: TransformerBlock, x, context, context_padding_mask):
-    if self.has_cross != (context is not None):
+def _check_context(self: TransformerBlock, x, context, context_padding_mask, skip_cross: bool = False):
+    if check_bool(skip_cross, "skip_cross") and context is not None:
+        raise ValueError(f"TransformerBlock: skip_cross=True runs without the cross-attention, so it expects "
+                         f"context=None, got {tuple(context.shape)}")
+    if self.has_cross and not skip_cross and context is None or not self.has_cross and context is not None:
         raise ValueError(f"TransformerBlock(cross_attention={self.has_cross}): expected "
                          f"{'a context tensor (B, S, context_dim)' if self.has_cross else 'context=None'}, "
                          f"got {'None' if context is None else tuple(context.shape)}")
@@ -229,10 +232,11 @@ def _check_context(self: TransformerBlock, x, context, context_padding_mask):
 @patch
 def forward(self: TransformerBlock, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, causal: bool = False,
             context: torch.Tensor | None = None, context_padding_mask: torch.Tensor | None = None,
-            attn_mask: torch.Tensor | None = None, return_weights: bool = False):
-    """`x` (B, N, dim) -> (B, N, dim); `context` (B, S, context_dim) iff the block has cross-attention;
-    with `return_weights`, also the self-attention weights (B, heads, N, N)."""
-    _check_context(self, x, context, context_padding_mask)
+            attn_mask: torch.Tensor | None = None, return_weights: bool = False, skip_cross: bool = False):
+    """`x` (B, N, dim) -> (B, N, dim); `context` (B, S, context_dim) iff the block has cross-attention, unless
+    `skip_cross` runs it as a self-attention block (a BERT text encoder without image, as transformers does without
+    encoder states); with `return_weights`, also the self-attention weights (B, heads, N, N)."""
+    _check_context(self, x, context, context_padding_mask, skip_cross)
     weights = []
     def attend(h):
         out = self.attn(h, key_padding_mask=key_padding_mask, attn_mask=attn_mask, causal=causal,
@@ -240,7 +244,7 @@ def forward(self: TransformerBlock, x: torch.Tensor, key_padding_mask: torch.Ten
         if return_weights: out, w = out; weights.append(w)
         return out
     x = self._residual(x, self.norm1, attend)
-    if self.has_cross:
+    if self.has_cross and not skip_cross:
         x = self._residual(x, self.cross_norm, lambda h: self.cross_attn(h, context=context,
                                                                           key_padding_mask=context_padding_mask))
     x = self._residual(x, self.norm2, self.mlp)

@@ -1,4 +1,4 @@
-"""The pretrained shapes-world checkpoints: CLIP for downstream papers, CLIP with held-out compositions, and ViT and ResNet image classifiers, each a recipe trained once and cached.
+"""The pretrained shapes-world checkpoints: CLIP for downstream papers, CLIP with held-out compositions, ViT and ResNet image classifiers, and a BERT-style text encoder, each a recipe trained once and cached.
 
 Docs: https://vlnotes.github.io/vlnotes/zoo/shapes.html.md"""
 
@@ -22,15 +22,17 @@ from .papers.clip import CLIP, CLIPConfig
 from .papers.resnet import ResNet, ResNetConfig
 from .papers.vit import ViT, ViTConfig
 from .pretrained import Family, Recipe, register_family, register_recipe
-from .text import Tokenizer, world_tokenizer
+from .text import SPECIAL_TOKENS, Tokenizer, mlm_mask, world_tokenizer
+from .bert import BertConfig, BertForMaskedLM, mlm_corrupt
 from .train import ClampParameter, TrainConfig, make_adamw
 
 # %% auto #0
-__all__ = ['CONTEXT', 'CLIP_FAMILY', 'ARCHITECTURES', 'PIXEL_MEAN', 'PIXEL_STD', 'CLASSIFIER_FAMILY', 'CLIP_SHAPES_HELDOUT',
-           'CLIP_SHAPES', 'VIT_SHAPES', 'RESNET_SHAPES', 'tokenize_captions', 'swap_word', 'negative_captions',
-           'clip_from_recipe', 'clip_recipe_loss', 'clip_build', 'clip_train', 'zero_shot_accuracy', 'clip_evaluate',
-           'standardise', 'classifier_optimizer', 'augment', 'classifier_build', 'classifier_train',
-           'classifier_evaluate']
+__all__ = ['CONTEXT', 'CLIP_FAMILY', 'ARCHITECTURES', 'PIXEL_MEAN', 'PIXEL_STD', 'CLASSIFIER_FAMILY', 'COUNT_WORDS', 'MLM_FAMILY',
+           'CLIP_SHAPES_HELDOUT', 'CLIP_SHAPES', 'VIT_SHAPES', 'RESNET_SHAPES', 'BERT_SHAPES', 'tokenize_captions',
+           'swap_word', 'negative_captions', 'clip_from_recipe', 'clip_recipe_loss', 'clip_build', 'clip_train',
+           'zero_shot_accuracy', 'clip_evaluate', 'standardise', 'classifier_optimizer', 'augment', 'classifier_build',
+           'classifier_train', 'classifier_evaluate', 'mlm_build', 'mlm_batch_loss', 'mlm_train', 'count_word_scores',
+           'mlm_evaluate']
 
 # %% ../nbs/zoo/00_shapes.ipynb #8adcf94a
 CONTEXT = 48   # tokens per caption: the longest world caption (novel shapes' synonyms) has 43 with <bos>/<eos>
@@ -244,6 +246,96 @@ def classifier_evaluate(model: nn.Module, tokenizer: None, recipe: Recipe) -> di
 
 CLASSIFIER_FAMILY = register_family(Family("classifier", classifier_build, classifier_train, classifier_evaluate))
 
+# %% ../nbs/zoo/00_shapes.ipynb #5a013a47
+def _caption_tokens(d: RenderedSplit, tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
+    "`input_ids`, `attention_mask`, `word_ids` `(n, k, CONTEXT)` of the k captions of every scene (distinct ones once)."
+    flat = [c for cs in d.captions for c in cs]
+    distinct = sorted(set(flat))
+    row = {c: i for i, c in enumerate(distinct)}
+    enc = tokenizer.encode(distinct, max_length=CONTEXT, padding="max_length")
+    index = torch.tensor([row[c] for c in flat])
+    k = len(d.captions[0])
+    return {f: enc[f][index].view(len(d), k, CONTEXT) for f in ("input_ids", "attention_mask", "word_ids")}
+
+def mlm_build(recipe: Recipe) -> tuple[BertForMaskedLM, Tokenizer]:
+    tok = world_tokenizer()
+    seed_everything(recipe.train.get("seed", 0))
+    config = BertConfig.from_dict({"vocab_size": tok.vocab_size, "max_len": CONTEXT, "pad_id": tok.pad_id,
+                                   "pooler": False, **recipe.model})
+    return BertForMaskedLM(config), tok
+
+def mlm_batch_loss(model: BertForMaskedLM, batch: Mapping, tokenizer: Tokenizer, mask_prob: float = 0.15,
+                   whole_word: bool = True) -> dict:
+    "One random caption per scene, `mask_prob` of its words chosen and corrupted 80/10/10; MLM loss and accuracy."
+    ids, mask, words = batch["input_ids"], batch["attention_mask"], batch["word_ids"]
+    rows = torch.randint(ids.shape[1], (len(ids),))
+    r = torch.arange(len(ids))
+    ids, mask, words = ids[r, rows].long(), mask[r, rows].long(), words[r, rows].long()
+    L = int(mask.sum(1).max())                                  # trim the common padding
+    ids, mask, words = ids[:, :L], mask[:, :L], words[:, :L]
+    chosen = mlm_mask(words, mask_prob, whole_word)
+    if not chosen.any():                                        # keep the loss defined on a tiny batch
+        chosen[0, int(words[0].clamp(min=-1).argmax())] = True
+    inputs, labels = mlm_corrupt(ids, chosen, tokenizer.mask_id, tokenizer.vocab_size, low=len(SPECIAL_TOKENS))
+    out = model(inputs, mask, labels=labels)
+    acc = (out.logits.argmax(-1)[chosen] == ids[chosen]).float().mean()
+    return dict(loss=out.loss, acc=acc)
+
+def mlm_train(model: BertForMaskedLM, tokenizer: Tokenizer, recipe: Recipe, progress: bool = True) -> dict:
+    dd, ob = recipe.data, recipe.objective
+    d = render_split(dd["split"], dd["n"], seed=dd["seed"], min_objects=dd.get("min_objects", 1),
+                     max_objects=dd.get("max_objects", 3), image_size=dd.get("image_size", 32))
+    data = RenderedSplit(_caption_tokens(d, tokenizer), d.captions, d.meta)        # no images: text only
+    loss = lambda m, b: mlm_batch_loss(m, b, tokenizer, ob.get("mask_prob", 0.15), ob.get("whole_word", True))
+    r = run(model, data, loss, config=TrainConfig(**{"progress": progress, **recipe.train}),
+            optimizer=classifier_optimizer(model, recipe))
+    return {"final_loss": r.history.last("loss"), "final_batch_acc": r.history.last("acc"),
+            "train_loop_seconds": r.seconds, "curve": _curve(r.history)}
+
+COUNT_WORDS = ("one", "two", "three")
+
+def count_word_scores(model: BertForMaskedLM, tokenizer: Tokenizer, captions: Sequence[str],
+                      batch_size: int = 512) -> torch.Tensor:
+    """Pseudo-log-likelihood of each count word for captions "<count> shapes: ...", `(n, len(COUNT_WORDS))`: the
+    caption with its first word replaced by each candidate, the candidate's pieces masked one at a time, their
+    log-probabilities summed (Salazar et al. 2020). A count word has several pieces, so it cannot be masked as one."""
+    variants = [" ".join([w] + c.split(" ")[1:]) for c in captions for w in COUNT_WORDS]
+    enc = tokenizer.encode(variants, padding="longest")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    pos = (enc["word_ids"] == 0).nonzero()                       # (variant, position) of every count-word piece
+    masked = ids[pos[:, 0]].clone()
+    masked[torch.arange(len(pos)), pos[:, 1]] = tokenizer.mask_id
+    model.eval()
+    logp = []
+    with torch.no_grad():
+        for s in range(0, len(pos), batch_size):
+            p = pos[s:s + batch_size]
+            lp = model(masked[s:s + batch_size], mask[p[:, 0]]).logits.log_softmax(-1)
+            logp.append(lp[torch.arange(len(p)), p[:, 1], ids[p[:, 0], p[:, 1]]])
+    scores = torch.zeros(len(variants)).index_add_(0, pos[:, 0], torch.cat(logp))
+    return scores.view(len(captions), len(COUNT_WORDS))
+
+def mlm_evaluate(model: BertForMaskedLM, tokenizer: Tokenizer, recipe: Recipe) -> dict[str, float]:
+    n, dd = recipe.objective.get("eval_scenes", 1000), recipe.data
+    d = render_split(dd["split"], n, seed=recipe.eval_seed, min_objects=dd.get("min_objects", 1),
+                     max_objects=dd.get("max_objects", 3))
+    t = {k: v.flatten(0, 1) for k, v in _caption_tokens(d, tokenizer).items()}    # every caption of every scene
+    g = torch.Generator().manual_seed(recipe.eval_seed)
+    chosen = mlm_mask(t["word_ids"], recipe.objective.get("mask_prob", 0.15), True, generator=g)
+    inputs = torch.where(chosen, torch.full_like(t["input_ids"], tokenizer.mask_id), t["input_ids"])
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(inputs[i:i + 512], t["attention_mask"][i:i + 512]).logits
+                            for i in range(0, len(inputs), 512)])
+    counted = [c for cs in d.captions for c in cs
+               if c.split(" ")[0] in COUNT_WORDS and c.split(" ")[1].startswith("shape")]
+    truth = torch.tensor([COUNT_WORDS.index(c.split(" ")[0]) for c in counted])
+    return {"mlm_acc": accuracy(logits[chosen], t["input_ids"][chosen]),
+            "count_acc": accuracy(count_word_scores(model, tokenizer, counted).argmax(1), truth)}
+
+MLM_FAMILY = register_family(Family("mlm", mlm_build, mlm_train, mlm_evaluate,
+                                    version=2))   # 2: count words scored by pseudo-log-likelihood
+
 # %% ../nbs/zoo/00_shapes.ipynb #86617525
 _CLIP_QUICK = {"model": {"vision": {"depth": 8, "width": 4, "heads": 2}, "text": {"dim": 16, "depth": 1, "heads": 2},
                          "embed_dim": 16},
@@ -309,3 +401,17 @@ RESNET_SHAPES = register_recipe(Recipe(
     targets={"test_acc": 0.95},
     departures="SGD with Nesterov momentum and a short warm-up and cosine schedule instead of the paper's step decays",
     quick={**_CLASSIFIER_QUICK, "model": {"config": {"widths": [4, 8, 16]}}}))
+
+BERT_SHAPES = register_recipe(Recipe(
+    name="bert-shapes", family="mlm",
+    summary="BERT-style text encoder (4 post-norm layers, dim 64) pretrained with whole-word MLM on world captions; "
+            "the fusion papers' text side",
+    model={"dim": 64, "depth": 4, "heads": 4},
+    data={"split": "all", "seed": 0, "n": 20000, "min_objects": 1, "max_objects": 3},
+    train={"max_steps": 2000, "lr": 1e-3, "weight_decay": 0.01, "batch_size": 128, "warmup_steps": 200,
+           "schedule": "cosine", "max_grad_norm": 1.0, "seed": 0, "log_every": 20},
+    objective={"optimizer": "adamw", "mask_prob": 0.15, "whole_word": True},
+    targets={"mlm_acc": 0.50, "count_acc": 0.90},
+    departures="MLM only, no next-sentence prediction (as RoBERTa); whole-word masking; world captions instead of "
+               "books and Wikipedia; 4 layers of width 64",
+    quick={**_CLASSIFIER_QUICK, "model": {"dim": 16, "depth": 2, "heads": 2}}))

@@ -6,7 +6,7 @@ Docs: https://vlnotes.github.io/vlnotes/tools/cli.html.md"""
 
 # %% ../../nbs/tools/00_cli.ipynb #6cd6e6a7
 from __future__ import annotations
-import argparse, json, os, re, shutil, sys, threading, time
+import argparse, copy, json, os, re, shutil, sys, threading, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +20,9 @@ from .docs import cell_source, default_exp
 
 # %% auto #0
 __all__ = ['GROUPS', 'PaperLayoutError', 'PaperNotebook', 'paper_group', 'read_paper', 'nbs_dir', 'paper_notebooks',
-           'papers_markdown', 'progress', 'NotebookFailed', 'run_notebook', 'CommandFailed', 'cmd_list',
-           'cmd_reproduce', 'cmd_pretrain', 'notebook_markdown', 'cmd_readme', 'cmd_docs', 'UsageError', 'build_parser',
-           'main']
+           'papers_markdown', 'progress', 'NotebookFailed', 'collapse_streams', 'run_notebook', 'CommandFailed',
+           'cmd_list', 'cmd_reproduce', 'cmd_pretrain', 'notebook_markdown', 'cmd_readme', 'cmd_docs', 'UsageError',
+           'build_parser', 'main']
 
 # %% ../../nbs/tools/00_cli.ipynb #6ce4c09d
 GROUPS = {10: "Backbones", 20: "Contrastive and self-supervised", 30: "CLIP transfer",
@@ -196,6 +196,31 @@ def _failure(e: Exception, j: int, n: int, cell) -> NotebookFailed:
     err = f"{e.ename}: {e.evalue}" if getattr(e, "ename", None) else f"{type(e).__name__}: {e}"
     return NotebookFailed(f"cell {j}/{n} (`{_cell_label(cell)}`) raised {err}")
 
+# %% ../../nbs/tools/00_cli.ipynb #dd2780f1
+def _rendered_line(line: str) -> str:
+    "What a terminal shows of one line: the text after its last carriage return (a trailing one erases nothing)."
+    body = line.rstrip("\r")
+    return body.rsplit("\r", 1)[-1]
+
+def collapse_streams(nb):
+    "`nb` (an nbformat notebook) with progress-bar redraws collapsed as Jupyter renders them; changed in place."
+    for cell in nb.cells:
+        if cell.cell_type != "code": continue
+        merged = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
+                if merged and merged[-1].get("output_type") == "stream" and merged[-1]["name"] == out["name"]:
+                    merged[-1]["text"] += text
+                    continue
+                out = copy.copy(out); out["text"] = text
+            merged.append(out)
+        for out in merged:
+            if out.get("output_type") == "stream":
+                out["text"] = "\n".join(_rendered_line(l) for l in out["text"].split("\n"))
+        cell.outputs = merged
+    return nb
+
 # %% ../../nbs/tools/00_cli.ipynb #236e36ed
 def run_notebook(path: Path | str, out_path: Path | str, quick: bool, results_dir: Path | str, timeout: int = 3600,
                  desc: str | None = None, file=None) -> float:
@@ -226,7 +251,7 @@ def run_notebook(path: Path | str, out_path: Path | str, quick: bool, results_di
                 except Exception as e: raise _failure(e, j, len(cells), cell) from e
                 bar.update()
             bar.set_postfix_str("")
-    finally: nbformat.write(nb, out_path)
+    finally: nbformat.write(collapse_streams(nb), out_path)
     return time.perf_counter() - start
 
 # %% ../../nbs/tools/00_cli.ipynb #b4fc7fc4
