@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_choice, seed_everything
+from .core import check_bool, check_choice, seed_everything
 from .data.world import BASE_SHAPES, COLOURS, HELDOUT_COMPOSITIONS, LEXICON, PROMPT_TEMPLATES, SHAPES
 from .evaluate import accuracy, zero_shot_classifier, zero_shot_predict
 from .experiment import RenderedSplit, evaluate_classifier, render_split, run
@@ -38,9 +38,10 @@ __all__ = ['CONTEXT', 'CLIP_FAMILY', 'ARCHITECTURES', 'PIXEL_MEAN', 'PIXEL_STD',
 CONTEXT = 48   # tokens per caption: the longest world caption (novel shapes' synonyms) has 43 with <bos>/<eos>
 
 def tokenize_captions(d: RenderedSplit, tokenizer: Tokenizer, length: int = CONTEXT, key: str = "captions",
-                      prefix: str = "") -> RenderedSplit:
-    """`d` with `{prefix}input_ids` and `{prefix}attention_mask` `(n, k, length)`: the k captions of every scene
-    (`d.captions`, or the per-scene lists in `d.meta[key]`), each distinct caption tokenised once."""
+                      prefix: str = "", word_ids: bool = False) -> RenderedSplit:
+    """`d` with `{prefix}input_ids` and `{prefix}attention_mask` `(n, k, length)` (and `{prefix}word_ids` when asked,
+    for whole-word masking): the k captions of every scene (`d.captions`, or the per-scene lists in `d.meta[key]`),
+    each distinct caption tokenised once."""
     per_scene = d.captions if key == "captions" else [m[key] for m in d.meta]
     k = len(per_scene[0])
     if any(len(c) != k for c in per_scene):
@@ -51,8 +52,10 @@ def tokenize_captions(d: RenderedSplit, tokenizer: Tokenizer, length: int = CONT
     row = {c: i for i, c in enumerate(distinct)}
     enc = tokenizer.encode(distinct, max_length=length, padding="max_length")   # too long -> ValueError
     index = torch.tensor([row[c] for c in flat])
-    ids, mask = (enc[f][index].view(len(d), k, length) for f in ("input_ids", "attention_mask"))
-    return d.with_tensors(**{f"{prefix}input_ids": ids.to(torch.int32), f"{prefix}attention_mask": mask.to(torch.int8)})
+    ids, mask, words = (enc[f][index].view(len(d), k, length) for f in ("input_ids", "attention_mask", "word_ids"))
+    out = {f"{prefix}input_ids": ids.to(torch.int32), f"{prefix}attention_mask": mask.to(torch.int8)}
+    if check_bool(word_ids, "word_ids"): out[f"{prefix}word_ids"] = words.to(torch.int32)
+    return d.with_tensors(**out)
 
 # %% ../nbs/zoo/00_shapes.ipynb #d73a1972
 def _kind_of(word: str) -> str | None:
@@ -247,15 +250,12 @@ def classifier_evaluate(model: nn.Module, tokenizer: None, recipe: Recipe) -> di
 CLASSIFIER_FAMILY = register_family(Family("classifier", classifier_build, classifier_train, classifier_evaluate))
 
 # %% ../nbs/zoo/00_shapes.ipynb #5a013a47
+_TEXT_FIELDS = ("input_ids", "attention_mask", "word_ids")
+
 def _caption_tokens(d: RenderedSplit, tokenizer: Tokenizer) -> dict[str, torch.Tensor]:
-    "`input_ids`, `attention_mask`, `word_ids` `(n, k, CONTEXT)` of the k captions of every scene (distinct ones once)."
-    flat = [c for cs in d.captions for c in cs]
-    distinct = sorted(set(flat))
-    row = {c: i for i, c in enumerate(distinct)}
-    enc = tokenizer.encode(distinct, max_length=CONTEXT, padding="max_length")
-    index = torch.tensor([row[c] for c in flat])
-    k = len(d.captions[0])
-    return {f: enc[f][index].view(len(d), k, CONTEXT) for f in ("input_ids", "attention_mask", "word_ids")}
+    "`input_ids`, `attention_mask`, `word_ids` `(n, k, CONTEXT)` (int64) of the k captions of every scene; no images."
+    t = tokenize_captions(d, tokenizer, word_ids=True).tensors
+    return {f: t[f].long() for f in _TEXT_FIELDS}
 
 def mlm_build(recipe: Recipe) -> tuple[BertForMaskedLM, Tokenizer]:
     tok = world_tokenizer()
