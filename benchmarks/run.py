@@ -276,6 +276,64 @@ def bench_vilt(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) 
                               warmup, repeats, peak_n)
 
 
+def blip_config(quick: bool):
+    "BLIP with the ViT group's vision tower and a text stack of the same width and depth, BERT's vocabulary (+[DEC], [ENC])."
+    import transformers
+    v = vit_sizes(quick)
+    vision = dict(hidden_size=v["hidden_size"], num_hidden_layers=v["num_hidden_layers"],
+                  num_attention_heads=v["num_attention_heads"], intermediate_size=v["intermediate_size"],
+                  image_size=v["image_size"], patch_size=v["patch_size"])
+    text = dict(vocab_size=30524, hidden_size=v["hidden_size"], num_hidden_layers=v["num_hidden_layers"],
+                num_attention_heads=v["num_attention_heads"], intermediate_size=v["intermediate_size"],
+                encoder_hidden_size=v["hidden_size"], max_position_embeddings=64)
+    return transformers.BlipConfig(vision_config=vision, text_config=text, image_text_hidden_size=256), v
+
+
+def bench_blip(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) -> list[Row]:
+    """BLIP's two transformers classes, ours with the same weights (`BLIP.from_hf`): the image-grounded decoder
+    (captioning: forward and a train step on the LM loss) and the image-grounded encoder (ITM: forward and a train step
+    on the match/no-match cross-entropy)."""
+    import torch, torch.nn.functional as F, transformers
+    from vlnotes.papers.blip import BLIP
+    config, v = blip_config(quick)
+    T, ref_name = 30, f"transformers {transformers.__version__}"
+    g = torch.Generator().manual_seed(0)
+    px = torch.randn(batch, 3, v["image_size"], v["image_size"], generator=g)
+    ids = torch.randint(1000, 30522, (batch, T), generator=g)
+    match = torch.randint(0, 2, (batch,), generator=g)
+    setting = (f"batch {batch}, 3x{v['image_size']}x{v['image_size']}, patch {v['patch_size']}, {T} tokens, hidden "
+               f"{v['hidden_size']}, {v['num_hidden_layers']} + {v['num_hidden_layers']} layers, 30,524 words")
+    rows = []
+    torch.manual_seed(0)
+    for kind, cls in (("captioning", transformers.BlipForConditionalGeneration),
+                      ("ITM", transformers.BlipForImageTextRetrieval)):
+        hf = cls(config).eval()
+        ours = BLIP.from_hf(hf).eval()
+        if kind == "captioning":
+            ours_out = lambda m: m.lm_logits(m.encode_image(px), ids)
+            ref_out = lambda m: m(pixel_values=px, input_ids=ids).logits
+            ours_loss, ref_loss = (lambda m: m.lm_loss(m.encode_image(px), ids),
+                                   lambda m: m(pixel_values=px, input_ids=ids, labels=ids).loss)
+        else:
+            ours_out = lambda m: m.itm_logits(m.encode_image(px), ids)
+            ref_out = lambda m: m(input_ids=ids, pixel_values=px).itm_score
+            ours_loss, ref_loss = (lambda m: F.cross_entropy(ours_out(m), match),
+                                   lambda m: F.cross_entropy(ref_out(m), match))
+        with torch.no_grad(): diff = (ours_out(ours) - ref_out(hf)).abs().max().item()
+        parity = f"same weights (BLIP.from_hf), max diff {diff:.1e}"
+        def forward(model, out):
+            def run():
+                with torch.no_grad(): return out(model)
+            return run
+        t = interleaved_median_times({"ours": forward(ours, ours_out), "ref": forward(hf, ref_out)}, warmup, repeats)
+        rows.append(Row(f"BLIP {kind} forward", f"{setting}, eval, no grad, median of {repeats}", fmt_ms(t["ours"]),
+                        f"{fmt_ms(t['ref'])} ({ref_name})", f"{t['ours'] / t['ref']:.2f}",
+                        f"{parity}; lower is better, 1.00 = parity"))
+        rows += bench_pair(f"BLIP {kind}", setting, ours, hf, ours_loss, ref_loss, parity, ref_name, warmup, repeats,
+                           peak_n)
+    return rows
+
+
 def clip_sizes(quick: bool) -> tuple[dict, dict, int]:
     "(vision, text, projection_dim): the ViT group's vision tower, a 77-token text tower with CLIP's vocabulary."
     v = vit_sizes(quick)
@@ -372,7 +430,7 @@ def table(rows: list[Row]) -> str:
                                for r in rows])
 
 
-GROUPS = ["resnet", "world", "import", "vit", "clip", "vilt"]
+GROUPS = ["resnet", "world", "import", "vit", "clip", "vilt", "blip"]
 
 
 def main(argv=None):
@@ -396,7 +454,8 @@ def main(argv=None):
     if "import" in groups:
         rows += bench_imports(3 if a.quick else 5)
     tf_warmup, tf_repeats, peak_n = (2, 9, 2048) if a.quick else (2, 9, 2048)
-    for g, name, bench in (("vit", "ViT", bench_vit), ("clip", "CLIP", bench_clip), ("vilt", "ViLT", bench_vilt)):
+    for g, name, bench in (("vit", "ViT", bench_vit), ("clip", "CLIP", bench_clip), ("vilt", "ViLT", bench_vilt),
+                            ("blip", "BLIP", bench_blip)):
         if g not in groups: continue
         try: rows += bench(a.quick, 8, tf_warmup, tf_repeats, peak_n)
         except Exception as e: rows += skipped(f"{name} train step", "benchmark failed", e)   # don't lose the other rows

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig as HFBertConfig, BertForMaskedLM as HFBertForMaskedLM, BertModel as HFBertModel
 
-from vlnotes.bert import BertConfig, BertForMaskedLM, BertModel, bert_config_from_hf, mlm_corrupt
+from vlnotes.bert import BertConfig, BertEmbeddings, BertForMaskedLM, BertModel, bert_config_from_hf, mlm_corrupt
 from vlnotes.convert import max_abs_diff
 
 ATOL = 1e-4
@@ -102,6 +102,19 @@ def test_from_hf_rejects_other_classes():
     with pytest.raises(TypeError, match="expected a transformers BertModel"): BertModel.from_hf(hf)
     with pytest.raises(TypeError, match="expected a transformers BertForMaskedLM"):
         BertForMaskedLM.from_hf(HFBertModel(HFBertConfig(**CONFIGS["one_layer_wide"])))
+
+def test_embeddings_keep_the_checkpoint_names():
+    "BertModel is a BertEmbeddings (a subclass, not a submodule): its embedding tensors keep their top-level names."
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=30, max_len=10, dim=16, depth=1, heads=2, type_vocab_size=3)).eval()
+    names = ["word_embed.weight", "pos_embed.weight", "type_embed.weight", "embed_norm.weight", "embed_norm.bias"]
+    assert isinstance(bert, BertEmbeddings) and list(bert.state_dict())[:5] == names
+    emb = BertEmbeddings(vocab_size=30, max_len=10, type_vocab_size=3, dim=16, pad_id=0).eval()
+    emb.load_state_dict({k: v for k, v in bert.state_dict().items() if k in names})
+    ids, types = torch.randint(0, 30, (2, 7)), torch.randint(0, 3, (2, 7))
+    with torch.no_grad(): assert torch.equal(emb.embed(ids, types), bert.embed(ids, types))
+    assert list(BertModel(BertConfig(type_vocab_size=0, depth=1)).state_dict())[:2] == names[:2]
+    assert "type_embed.weight" not in BertModel(BertConfig(type_vocab_size=0, depth=1)).state_dict()
 
 def test_text_then_fusion_equals_one_pass():
     "ALBEF's split: layers (0, k) on text, then (k, L) with the image, equals running all layers with the image."

@@ -7,6 +7,7 @@ from transformers import (ViltConfig, ViltForImageAndTextRetrieval, ViltForMaske
 from vlnotes.papers.vilt import (ViLT, ViLTConfig, ViLTForImageAndTextRetrieval, ViLTForImageTextMatching,
                                  ViLTForMaskedLM, ViLTForQuestionAnswering,
                                  hf_first_patches, hf_parity, select_patches, vilt_config_from_hf)
+from vlnotes.bert import BertConfig, BertEmbeddings, BertModel
 from vlnotes.convert import max_abs_diff
 
 ATOL = 1e-4
@@ -149,7 +150,19 @@ def test_config_from_hf():
 
 def test_mlm_decoder_tied():
     ours = ViLTForMaskedLM.from_hf(build(ViltForMaskedLM, "A_32x48_mask_pad"))
-    assert ours.mlm_head[3].weight is ours.vilt.word_embed.weight
+    assert ours.mlm_head[3].weight is ours.vilt.text_embed.word_embed.weight
+
+def test_text_embeddings_are_berts():
+    "ViLT's text side is vlnotes.bert's BertEmbeddings: a BertModel with the same tables embeds text identically."
+    torch.manual_seed(0)
+    vilt = ViLT(ViLTConfig(vocab_size=50, max_text_len=12, dim=32, heads=4, type_vocab_size=3, pad_id=0)).eval()
+    assert isinstance(vilt.text_embed, BertEmbeddings)
+    bert = BertModel(BertConfig(vocab_size=50, max_len=12, type_vocab_size=3, dim=32, depth=1, heads=4,
+                                eps=vilt.config.eps, pad_id=0)).eval()
+    missing, unexpected = bert.load_state_dict(vilt.text_embed.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("blocks.", "pooler.")) for k in missing)
+    ids, types = torch.randint(0, 50, (2, 7)), torch.randint(0, 3, (2, 7))
+    with torch.no_grad(): assert torch.equal(vilt.text_embed.embed(ids, types), bert.embed(ids, types))
 
 def test_itm_head():
     name, x = "A_32x48_mask_pad", make_inputs("A_32x48_mask_pad")

@@ -20,8 +20,8 @@ from .layers import (ACTIVATIONS, MAX_COUNT, MAX_DEPTH, MAX_SIDE, MAX_WIDTH, Tra
 from .convert import Rule, hf_activation, load_strict, rename_state_dict
 
 # %% auto #0
-__all__ = ['BertConfig', 'BertOutput', 'BertModel', 'init_bert_weights', 'mlm_corrupt', 'MaskedLMOutput', 'BertForMaskedLM',
-           'bert_config_from_hf', 'bert_rules']
+__all__ = ['BertConfig', 'BertOutput', 'BertEmbeddings', 'BertModel', 'init_bert_weights', 'mlm_corrupt', 'MaskedLMOutput',
+           'BertForMaskedLM', 'bert_config_from_hf', 'bert_embedding_rules', 'bert_rules']
 
 # %% ../nbs/foundations/12_bert.ipynb #728f12ef
 @dataclass
@@ -29,7 +29,7 @@ class BertConfig(Config):
     "Hyper-parameters of `BertModel`; the defaults are a small model (bert-base: 30522 words, 768, 12, 12)."
     vocab_size: int = 512            # word pieces
     max_len: int = 64                # rows of the position table: the most tokens a text may have
-    type_vocab_size: int = 2         # segment embeddings
+    type_vocab_size: int = 2         # segment embeddings; 0: none (BLIP's text model)
     dim: int = 64                    # D
     depth: int = 4                   # L
     heads: int = 4
@@ -50,9 +50,9 @@ class BertConfig(Config):
 @patch
 def validate(self: BertConfig):
     "Check every field (errors name `BertConfig.<field>`); resolve `mlp_dim=None` to `4 * dim`."
-    limits = dict(vocab_size=MAX_COUNT, max_len=MAX_SIDE, type_vocab_size=MAX_COUNT, dim=MAX_WIDTH, depth=MAX_DEPTH,
-                  heads=MAX_WIDTH)
+    limits = dict(vocab_size=MAX_COUNT, max_len=MAX_SIDE, dim=MAX_WIDTH, depth=MAX_DEPTH, heads=MAX_WIDTH)
     for name, high in limits.items(): check_int(getattr(self, name), f"BertConfig.{name}", 1, high)
+    check_int(self.type_vocab_size, "BertConfig.type_vocab_size", 0, MAX_COUNT)
     if self.dim % self.heads:
         raise ValueError(f"BertConfig.dim: expected a multiple of heads={self.heads}, got dim={self.dim}")
     if self.mlp_dim is None: self.mlp_dim = 4 * self.dim
@@ -79,19 +79,41 @@ class BertOutput(ModelOutput):
     pooler_output: torch.Tensor | None = None               # (B, D): tanh pooler on the first token
     hidden_states: tuple[torch.Tensor, ...] | None = None   # the first layer's input, then each layer's output
 
+# %% ../nbs/foundations/12_bert.ipynb #9c4f2d61
+class BertEmbeddings(nn.Module):
+    "BERT's embeddings: word, position and segment tables (no segments when `type_vocab_size=0`), LayerNorm, dropout."
+    def __init__(self, vocab_size: int, max_len: int, type_vocab_size: int, dim: int, eps: float = 1e-12,
+                 dropout: float = 0.0, pad_id: int | None = None):
+        "`pad_id`: the word-embedding row kept at zero without gradient (`padding_idx`); None: none."
+        super().__init__()
+        vocab_size = check_int(vocab_size, "vocab_size", 1, MAX_COUNT)
+        check_int(max_len, "max_len", 1, MAX_SIDE); check_int(type_vocab_size, "type_vocab_size", 0, MAX_COUNT)
+        check_int(dim, "dim", 1, MAX_WIDTH); check_float(eps, "eps", low=0, low_inclusive=False)
+        check_dropout(dropout, "dropout")
+        if pad_id is not None: check_int(pad_id, "pad_id", 0, vocab_size - 1)
+        self.word_embed = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        self.pos_embed = nn.Embedding(max_len, dim)
+        self.type_embed = nn.Embedding(type_vocab_size, dim) if type_vocab_size else None
+        self.embed_norm = nn.LayerNorm(dim, eps=eps)
+        self.drop = nn.Dropout(dropout)
+
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        "LN(word + segment + position), dropout: `(B, T)` -> `(B, T, D)` (checked by the caller); segments default 0."
+        x = self.word_embed(input_ids) + self.pos_embed.weight[:input_ids.shape[1]]
+        if self.type_embed is not None:
+            x = x + self.type_embed(torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids)
+        return self.drop(self.embed_norm(x))
+
 # %% ../nbs/foundations/12_bert.ipynb #2aa48217
-class BertModel(nn.Module):
+class BertModel(BertEmbeddings):
     "BERT: LN(word + segment + position) -> post-norm layers (cross-attention from a chosen layer) -> pooler."
     def __init__(self, config: BertConfig | None = None):
-        super().__init__()
         c = BertConfig() if config is None else config
         if not isinstance(c, BertConfig): raise TypeError(f"config: expected a BertConfig, got {type(c).__name__}")
+        # BertEmbeddings' modules sit at the top level (a subclass): checkpoints keep `word_embed.weight`, ...
+        super().__init__(vocab_size=c.vocab_size, max_len=c.max_len, type_vocab_size=c.type_vocab_size, dim=c.dim,
+                         eps=c.eps, dropout=c.dropout, pad_id=c.pad_id)
         self.config = c
-        self.word_embed = nn.Embedding(c.vocab_size, c.dim, padding_idx=c.pad_id)
-        self.pos_embed = nn.Embedding(c.max_len, c.dim)
-        self.type_embed = nn.Embedding(c.type_vocab_size, c.dim)
-        self.embed_norm = nn.LayerNorm(c.dim, eps=c.eps)
-        self.drop = nn.Dropout(c.dropout)
         cross = lambda i: c.has_cross and i >= c.cross_attention_from
         self.blocks = nn.ModuleList(
             TransformerBlock(c.dim, c.heads, c.mlp_dim, norm_first=False, cross_attention=cross(i), act=c.act,
@@ -141,6 +163,9 @@ def check_text(self: BertModel, input_ids, attention_mask=None, token_type_ids=N
     if lo < 0 or hi >= c.vocab_size:
         raise ValueError(f"input_ids: expected ids in [0, {c.vocab_size}), got values in [{lo}, {hi}]")
     if token_type_ids is not None:
+        if not c.type_vocab_size:
+            raise ValueError("token_type_ids: this model has no segment embeddings (BertConfig.type_vocab_size=0); "
+                             "expected None")
         check_shape(token_type_ids, (B, T), "token_type_ids"); check_dtype(token_type_ids, "int", "token_type_ids")
         if int(token_type_ids.min()) < 0 or int(token_type_ids.max()) >= c.type_vocab_size:
             raise ValueError(f"token_type_ids: expected ids in [0, {c.type_vocab_size}), got values in "
@@ -163,13 +188,6 @@ def check_context(self: BertModel, context, context_mask, B: int, layers: tuple[
     return None if context_mask is None else _check_mask(context_mask, (B, S), "context_mask")
 
 # %% ../nbs/foundations/12_bert.ipynb #629b409a
-@patch
-def embed(self: BertModel, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-    "BERT's embeddings: LN(word + segment + position), dropout; `(B, T)` -> `(B, T, D)` (checked by the caller)."
-    types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-    pos = self.pos_embed.weight[:input_ids.shape[1]]
-    return self.drop(self.embed_norm(self.word_embed(input_ids) + self.type_embed(types) + pos))
-
 def _layer_range(layers, depth: int) -> tuple[int, int]:
     if layers is None: return 0, depth
     if not (isinstance(layers, (tuple, list)) and len(layers) == 2):
@@ -272,19 +290,22 @@ def bert_config_from_hf(hf_config, pooler: bool = True) -> BertConfig:
     "The `BertConfig` of a transformers `BertConfig`; cross-attention (a decoder's) in every layer when it has some."
     cross = bool(getattr(hf_config, "add_cross_attention", False))
     return BertConfig(vocab_size=hf_config.vocab_size, max_len=hf_config.max_position_embeddings,
-                      type_vocab_size=hf_config.type_vocab_size, dim=hf_config.hidden_size,
+                      type_vocab_size=getattr(hf_config, "type_vocab_size", 0), dim=hf_config.hidden_size,
                       depth=hf_config.num_hidden_layers, heads=hf_config.num_attention_heads,
                       mlp_dim=hf_config.intermediate_size, act=hf_activation(hf_config.hidden_act),
                       eps=hf_config.layer_norm_eps, dropout=float(hf_config.hidden_dropout_prob),
                       pad_id=getattr(hf_config, "pad_token_id", None), cross_attention_from=0 if cross else None,
                       pooler=pooler, init_std=float(getattr(hf_config, "initializer_range", 0.02)))
 
+def bert_embedding_rules(src: str = r"embeddings\.", dst: str = "") -> list[Rule]:
+    "Renaming rules of transformers' BERT embeddings (tensors under `src`, a regex) to a `BertEmbeddings` under `dst`."
+    return [(rf"^{src}word_embeddings\.", dst + "word_embed."), (rf"^{src}position_embeddings\.", dst + "pos_embed."),
+            (rf"^{src}token_type_embeddings\.", dst + "type_embed."), (rf"^{src}LayerNorm\.", dst + "embed_norm.")]
+
 def bert_rules(src: str = "", dst: str = "") -> list[Rule]:
     "Renaming rules of a transformers BERT's tensors under the prefix `src` (a regex) to ours under `dst`."
-    e, layer, blk = rf"^{src}embeddings\.", rf"^{src}encoder\.layer\.(\d+)\.", dst + r"blocks.\1."
-    rules = [(e + r"word_embeddings\.", dst + "word_embed."), (e + r"position_embeddings\.", dst + "pos_embed."),
-             (e + r"token_type_embeddings\.", dst + "type_embed."), (e + r"LayerNorm\.", dst + "embed_norm."),
-             (rf"^{src}pooler\.dense\.", dst + "pooler.0.")]
+    layer, blk = rf"^{src}encoder\.layer\.(\d+)\.", dst + r"blocks.\1."
+    rules = bert_embedding_rules(src + r"embeddings\.", dst) + [(rf"^{src}pooler\.dense\.", dst + "pooler.0.")]
     for hf, ours in (("attention", "attn"), ("crossattention", "cross_attn")):
         norm = "norm1" if ours == "attn" else "cross_norm"
         rules += [(layer + rf"{hf}\.self\.{p}\.", blk + f"{ours}.{q}_proj.")

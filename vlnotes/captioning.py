@@ -1,4 +1,4 @@
-"""An image-conditioned causal text decoder shared by the papers that write or score captions: token validation, a transformer decoder with cross-attention to image features, the captioning loss, sequence log-likelihoods and greedy decoding.
+"""An image-conditioned causal text decoder shared by the papers that write or score captions: token validation, a transformer decoder with cross-attention to image features, the captioning loss, sequence log-likelihoods and decoding (greedy, beam search, nucleus sampling).
 
 Docs: https://vlnotes.github.io/vlnotes/foundations/captioning.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://vlnotes.github.io/vlnotes/foundations/captioning.html.md"""
 # %% ../nbs/foundations/10_captioning.ipynb #4738165a
 from __future__ import annotations
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -17,8 +17,8 @@ from .core import (Config, ModelOutput, check_int, check_float, check_choice, ch
 from .layers import TransformerEncoder, ACTIVATIONS
 
 # %% auto #0
-__all__ = ['check_tokens', 'CaptionerConfig', 'CaptionerOutput', 'Captioner', 'sequence_log_likelihood', 'caption_loss',
-           'generate']
+__all__ = ['DECODING', 'MAX_DECODE_LENGTH', 'NextLogits', 'check_tokens', 'CaptionerConfig', 'CaptionerOutput', 'Captioner',
+           'sequence_log_likelihood', 'caption_loss', 'nucleus_sample', 'decode', 'generate']
 
 # %% ../nbs/foundations/10_captioning.ipynb #59647951
 def _check_mask(attention_mask: Any, dims: dict, input_ids: torch.Tensor) -> torch.Tensor:
@@ -164,19 +164,125 @@ def caption_loss(logits: torch.Tensor, input_ids: torch.Tensor,
     return -(logp * w).sum() / w.sum()
 
 # %% ../nbs/foundations/10_captioning.ipynb #c44b4a18
+DECODING = ("greedy", "beam", "nucleus")
+MAX_DECODE_LENGTH = 4096   # a bound on max_length, so a typo cannot loop for hours
+NextLogits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+def _check_decoding(method, num_beams, top_p, temperature, length_penalty, max_length) -> tuple:
+    method = check_choice(method, DECODING, "method")
+    max_length = check_int(max_length, "max_length", 2, MAX_DECODE_LENGTH)   # the start token and at least one more
+    num_beams = check_int(num_beams, "num_beams", 1, 64)
+    top_p = check_float(top_p, "top_p", 0, 1, low_inclusive=False)
+    temperature = check_float(temperature, "temperature", 0, low_inclusive=False)
+    return method, num_beams, top_p, temperature, check_float(length_penalty, "length_penalty"), max_length
+
+def _next_logits(next_logits: NextLogits, ids, mask, rows) -> torch.Tensor:
+    logits = next_logits(ids, mask, rows)
+    check_shape(logits, (ids.shape[0], None), "next_logits(...)"); check_dtype(logits, "float", "next_logits(...)")
+    return logits.float()
+
+def nucleus_sample(logits: torch.Tensor, top_p: float = 0.9, temperature: float = 1.0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of `logits` `(R, V)`, sampled from the smallest set of most probable tokens whose probability
+    reaches `top_p` (renormalised), after dividing the logits by `temperature`."""
+    probs = (logits.float() / temperature).softmax(-1)
+    sorted_p, order = probs.sort(-1, descending=True)
+    before = sorted_p.cumsum(-1) - sorted_p                   # mass of the more probable tokens
+    sorted_p = sorted_p.masked_fill(before >= top_p, 0.0)     # the most probable token always stays
+    pick = torch.multinomial(sorted_p, 1, generator=generator)
+    return order.gather(-1, pick).squeeze(-1)
+
+def _stepwise(next_logits, B, bos_id, eos_id, pad_id, max_length, pick, device) -> dict:
+    "Greedy or sampled decoding: one row per text, finished texts padded."
+    ids = torch.full((B, 1), bos_id, dtype=torch.long, device=device)
+    mask, done = torch.ones_like(ids), torch.zeros(B, dtype=torch.bool, device=device)
+    rows = torch.arange(B, device=device)
+    while ids.shape[1] < max_length and not bool(done.all()):
+        nxt = pick(_next_logits(next_logits, ids, mask, rows))
+        ids = torch.cat([ids, torch.where(done, pad_id, nxt)[:, None]], 1)
+        mask = torch.cat([mask, (~done).long()[:, None]], 1)
+        done |= nxt == eos_id
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+# %% ../nbs/foundations/10_captioning.ipynb #07442252
+def _beam_search(next_logits, B, K, bos_id, eos_id, pad_id, max_length, length_penalty, device) -> dict:
+    """Beam search with `K` beams per text; a hypothesis ending in `eos_id` (or reaching `max_length`) is scored by
+    its summed log-probability over (generated tokens) ** `length_penalty`, and each text returns its best."""
+    ids = torch.full((B * K, 1), bos_id, dtype=torch.long, device=device)
+    rows = torch.arange(B, device=device).repeat_interleave(K)
+    scores = torch.full((B, K), float("-inf"), device=device); scores[:, 0] = 0.0    # one live beam at the start
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    done = [False] * B
+    norm = lambda s, n: s / n ** length_penalty
+    while ids.shape[1] < max_length and not all(done):
+        logp = _next_logits(next_logits, ids, torch.ones_like(ids), rows).log_softmax(-1)   # (B*K, V)
+        V, n_gen = logp.shape[-1], ids.shape[1]                  # tokens generated after this step: n_gen
+        top_s, top_i = (scores.view(-1, 1) + logp).view(B, K * V).topk(min(2 * K, K * V), dim=1)
+        new_ids, new_scores = ids.view(B, K, -1).clone(), torch.full((B, K), float("-inf"), device=device)
+        new_tok = torch.full((B, K), pad_id, dtype=torch.long, device=device)
+        last = n_gen + 1 == max_length
+        for b in range(B):
+            if done[b]: continue
+            alive = 0
+            for rank, (s, i) in enumerate(zip(top_s[b].tolist(), top_i[b].tolist())):
+                beam, tok = divmod(i, V)
+                if s == float("-inf"): break
+                seq = ids[b * K + beam].tolist() + [tok]
+                if tok == eos_id or last:
+                    if rank < K: finished[b].append((norm(s, n_gen), seq))
+                else:
+                    new_ids[b, alive], new_tok[b, alive], new_scores[b, alive] = ids[b * K + beam], tok, s
+                    alive += 1
+                if alive == K: break
+            finished[b] = sorted(finished[b], key=lambda h: -h[0])[:K]
+            best_alive = new_scores[b].max().item()
+            # stop when K hypotheses are finished and no live beam can still beat the worst of them
+            done[b] = last or (len(finished[b]) == K and norm(best_alive, n_gen) <= finished[b][-1][0])
+        ids, scores = torch.cat([new_ids.view(B * K, -1), new_tok.view(-1, 1)], 1), new_scores
+    for b in range(B):        # texts still running at max_length: their live beams count as finished
+        if not finished[b]:
+            k = int(scores[b].argmax()); finished[b] = [(0.0, ids[b * K + k].tolist())]
+    best = [max(f, key=lambda h: h[0])[1] for f in finished]
+    L = max(map(len, best))
+    out = torch.full((B, L), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros(B, L, dtype=torch.long, device=device)
+    for b, seq in enumerate(best):
+        out[b, :len(seq)] = torch.tensor(seq, device=device); mask[b, :len(seq)] = 1
+    return {"input_ids": out, "attention_mask": mask}
+
+
+# %% ../nbs/foundations/10_captioning.ipynb #061d16df
 @torch.no_grad()
-def generate(model: Captioner, image_features: torch.Tensor, max_length: int | None = None) -> dict:
-    "Greedy captions: `input_ids` `(B, L)` from `bos_id` to `eos_id` (or cut at `max_length`) and `attention_mask`."
+def decode(next_logits: NextLogits, batch_size: int, bos_id: int, eos_id: int, pad_id: int, max_length: int,
+           method: str = "greedy", num_beams: int = 3, top_p: float = 0.9, temperature: float = 1.0,
+           length_penalty: float = 1.0, generator: torch.Generator | None = None,
+           device: torch.device | str | None = None) -> dict:
+    """Write `batch_size` texts token by token from `bos_id` until `eos_id` or `max_length` tokens. `method`:
+    "greedy" (the most probable token), "beam" (`num_beams` hypotheses, the best by length-normalised
+    log-probability) or "nucleus" (sampling within the top-`top_p` probability mass; `generator` for
+    reproducibility). `next_logits(ids, mask, rows)` returns the logits `(R, V)` of the token after each row of `ids`
+    `(R, t)`; `rows` `(R,)` names the text each row belongs to (beam search runs `num_beams` rows per text).
+    Returns right-padded `input_ids` `(B, L)` (start token first, end token included) and `attention_mask`."""
+    B = check_int(batch_size, "batch_size", 1)
+    for name, v in (("bos_id", bos_id), ("eos_id", eos_id), ("pad_id", pad_id)): check_int(v, name, 0)
+    method, num_beams, top_p, temperature, length_penalty, max_length = _check_decoding(
+        method, num_beams, top_p, temperature, length_penalty, max_length)
+    if method == "beam":
+        return _beam_search(next_logits, B, num_beams, bos_id, eos_id, pad_id, max_length, length_penalty, device)
+    pick = ((lambda z: z.argmax(-1)) if method == "greedy" else
+            (lambda z: nucleus_sample(z, top_p, temperature, generator)))
+    return _stepwise(next_logits, B, bos_id, eos_id, pad_id, max_length, pick, device)
+
+@torch.no_grad()
+def generate(model: Captioner, image_features: torch.Tensor, max_length: int | None = None, method: str = "greedy",
+             **options) -> dict:
+    """Captions of a `Captioner` for image features: `input_ids` `(B, L)` from `bos_id` to `eos_id` (or cut at
+    `max_length`) and `attention_mask`; `method` and `options` as `decode`."""
     if not isinstance(model, Captioner): raise TypeError(f"model: expected a Captioner, got {type(model).__name__}")
     c = model.config
     max_length = c.context_length if max_length is None else check_int(max_length, "max_length", 2, c.context_length)
     feats = _check_features(image_features, c.context_dim, model.lm_head.weight.dtype)
-    B, dev = feats.shape[0], feats.device
-    ids = torch.full((B, 1), c.bos_id, dtype=torch.long, device=dev)
-    mask, done = torch.ones_like(ids), torch.zeros(B, dtype=torch.bool, device=dev)
-    while ids.shape[1] < max_length and not bool(done.all()):
-        nxt = model(feats, ids, mask).logits[:, -1].argmax(-1)
-        ids = torch.cat([ids, torch.where(done, c.pad_id, nxt)[:, None]], 1)
-        mask = torch.cat([mask, (~done).long()[:, None]], 1)
-        done |= nxt == c.eos_id
-    return {"input_ids": ids, "attention_mask": mask}
+    step = lambda ids, mask, rows: model(feats[rows], ids, mask).logits[:, -1]
+    return decode(step, feats.shape[0], c.bos_id, c.eos_id, c.pad_id, max_length, method, device=feats.device,
+                  **options)

@@ -1,4 +1,4 @@
-"""Evaluation shared by the papers: accuracy, zero-shot classification with prompt ensembling, linear probes and few-shot sampling, and retrieval recall@k — for any model that encodes images and texts.
+"""Evaluation shared by the papers: accuracy, zero-shot classification with prompt ensembling, linear probes and few-shot sampling, and retrieval recall@k with two-stage re-ranking — for any model that encodes images and texts.
 
 Docs: https://vlnotes.github.io/vlnotes/foundations/evaluate.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://vlnotes.github.io/vlnotes/foundations/evaluate.html.md"""
 # %% ../nbs/foundations/04_evaluate.ipynb #65870f23
 from __future__ import annotations
 import contextlib, math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,7 @@ from .text import fix_articles
 
 # %% auto #0
 __all__ = ['accuracy', 'ZeroShotClassifier', 'encode_texts', 'zero_shot_classifier', 'zero_shot_predict', 'fit_linear_probe',
-           'linear_probe', 'few_shot_indices', 'recall_at_k']
+           'linear_probe', 'few_shot_indices', 'recall_at_k', 'rerank_top_k']
 
 # %% ../nbs/foundations/04_evaluate.ipynb #15794cf8
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
@@ -247,3 +247,27 @@ def recall_at_k(similarity: torch.Tensor, k: int, positives: Any = None) -> dict
     i2t = ((sim >= best[:, None]) & ~is_pos).sum(1)                      # negatives at least as high
     t2i = ((sim >= sim[pos, torch.arange(T)][None, :]) & ~is_pos).sum(0)
     return {"image_to_text": (i2t < k).double().mean().item(), "text_to_image": (t2i < k).double().mean().item()}
+
+# %% ../nbs/foundations/04_evaluate.ipynb #7a741fd7
+@torch.no_grad()
+def rerank_top_k(similarity: torch.Tensor, score_pairs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 k: int | None = 16, batch_size: int = 1024) -> torch.Tensor:
+    """Scores `(I, T)`: the pairs among each image's top-`k` texts and each text's top-`k` images by `similarity`
+    get `score_pairs(image_index, text_index)` (1-D index tensors -> one score per pair, in chunks of `batch_size`) and
+    rank above all others, which keep their `similarity` order; `k=None`: every pair is re-scored."""
+    I, T = check_shape(similarity, ("I", "T"), "similarity").values()
+    check_dtype(similarity, "float", "similarity"); check_finite(similarity, "similarity")
+    sim, batch_size = similarity.detach().float().cpu(), check_int(batch_size, "batch_size", 1)
+    chosen = torch.ones(I, T, dtype=torch.bool)
+    if k is not None:
+        k = check_int(k, "k", 1, max(I, T)); chosen = torch.zeros(I, T, dtype=torch.bool)
+        chosen.scatter_(1, sim.topk(min(k, T), dim=1).indices, True)
+        chosen.scatter_(0, sim.topk(min(k, I), dim=0).indices, True)
+    pairs = chosen.nonzero()
+    scores = torch.cat([torch.as_tensor(score_pairs(c[:, 0], c[:, 1])).detach().float().cpu().reshape(-1)
+                        for c in pairs.split(batch_size)])
+    if len(scores) != len(pairs):
+        raise ValueError(f"score_pairs: expected one score per pair ({len(pairs)}), got {len(scores)}")
+    out = sim - sim.max() + (scores.min() - 1 if len(scores) else 0)     # below every re-scored pair
+    out[pairs[:, 0], pairs[:, 1]] = scores
+    return out

@@ -1,4 +1,4 @@
-"""Contrastive losses shared by the papers: symmetric InfoNCE over a similarity matrix (CLIP's loss), and its distributed form with a gradient-carrying all-gather.
+"""Contrastive losses shared by the papers: symmetric InfoNCE over a similarity matrix (CLIP's loss), its distributed form with a gradient-carrying all-gather, and the hard-negative sampler of image-text matching (ALBEF, BLIP).
 
 Docs: https://vlnotes.github.io/vlnotes/foundations/losses.html.md"""
 
@@ -15,7 +15,7 @@ from .core import (check_shape, check_nonempty, check_dtype, check_finite, check
                           checking_values)
 
 # %% auto #0
-__all__ = ['clip_loss', 'rank_world', 'gather_with_grad', 'clip_loss_distributed']
+__all__ = ['clip_loss', 'rank_world', 'gather_with_grad', 'clip_loss_distributed', 'sample_negatives']
 
 # %% ../nbs/foundations/03_losses.ipynb #6ddfb3a3
 def clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
@@ -93,3 +93,17 @@ def clip_loss_distributed(image_feats: torch.Tensor, text_feats: torch.Tensor, l
     all_img, all_txt = gather_with_grad(image_feats), gather_with_grad(text_feats)
     if not local_loss or world == 1: return clip_loss(logit_scale * all_img @ all_txt.t())
     return _local_loss(image_feats, text_feats, all_img, all_txt, logit_scale, rank * dims["b"])
+
+# %% ../nbs/foundations/03_losses.ipynb #ce01b853
+def sample_negatives(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One negative index per row of `weights` `(B, B)` (non-negative), drawn in proportion to the row with the
+    diagonal (the positive) excluded; a row with no weight off the diagonal draws uniformly among the others."""
+    B = check_shape(weights, ("B", "B"), "weights")["B"]
+    if B < 2: raise ValueError(f"weights: expected a batch of at least 2 to draw a negative, got {B}")
+    if (weights < 0).any() or not torch.isfinite(weights).all():
+        raise ValueError("weights: expected finite non-negative sampling weights")
+    off = ~torch.eye(B, dtype=torch.bool, device=weights.device)
+    w = weights.detach().float() * off
+    empty = w.sum(1) <= 0
+    w[empty] = off[empty].float()
+    return torch.multinomial(w, 1, generator=generator).squeeze(1)

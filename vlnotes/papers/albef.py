@@ -18,12 +18,14 @@ from ..core import (Config, ModelOutput, check_bool, check_float, check_images, 
                           check_shape)
 from ..layers import MAX_COUNT, MAX_WIDTH
 from ..convert import load_strict
+from ..losses import sample_negatives
+from ..evaluate import rerank_top_k
 from ..bert import BertConfig, BertForMaskedLM, init_bert_weights, mlm_corrupt
 from .vit import ViT, ViTConfig
 
 # %% auto #0
-__all__ = ['ALBEFConfig', 'ema_update', 'FeatureQueue', 'sample_negatives', 'soft_cross_entropy', 'distilled_targets',
-           'ALBEFOutput', 'ALBEF', 'albef_retrieval_scores', 'albef_from_pretrained']
+__all__ = ['ALBEFConfig', 'ema_update', 'FeatureQueue', 'soft_cross_entropy', 'distilled_targets', 'ALBEFOutput', 'ALBEF',
+           'albef_retrieval_scores', 'albef_from_pretrained']
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #14347ff2
 @dataclass
@@ -97,19 +99,6 @@ class FeatureQueue(nn.Module):
         idx = (self.ptr + (n - len(kept)) + torch.arange(len(kept), device=x.device)) % len(self)
         self.feats[idx] = kept.to(self.feats.dtype)
         self.ptr.copy_((self.ptr + n) % len(self))
-
-def sample_negatives(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One negative index per row of `weights` `(B, B)` (non-negative), drawn in proportion to the row with the
-    diagonal (the positive) excluded; a row with no weight off the diagonal draws uniformly among the others."""
-    B = check_shape(weights, ("B", "B"), "weights")["B"]
-    if B < 2: raise ValueError(f"weights: expected a batch of at least 2 to draw a negative, got {B}")
-    if (weights < 0).any() or not torch.isfinite(weights).all():
-        raise ValueError("weights: expected finite non-negative sampling weights")
-    off = ~torch.eye(B, dtype=torch.bool, device=weights.device)
-    w = weights.detach().float() * off
-    empty = w.sum(1) <= 0
-    w[empty] = off[empty].float()
-    return torch.multinomial(w, 1, generator=generator).squeeze(1)
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     "Mean over rows of -sum_j targets_ij log softmax(logits)_ij: cross-entropy with a distribution as the target."
@@ -300,27 +289,20 @@ def forward(self: ALBEF, images: torch.Tensor, input_ids: torch.Tensor, attentio
 def albef_retrieval_scores(model: ALBEF, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                            k: int | None = 16, batch_size: int = 256) -> dict[str, torch.Tensor]:
     """Image-text scores `(I, T)` for retrieval: `itc` (cosine of the ITC features) and `itm` (ALBEF's inference:
-    each image's top-`k` texts by ITC re-scored by the ITM match logit, which ranks them above every other text;
-    `k=None`: the ITM logit of every pair, no ITC involved)."""
+    each image's top-`k` texts and each text's top-`k` images by ITC re-scored by the ITM log-odds of "match", which
+    rank them above every other pair; `k=None`: the ITM score of every pair, no ITC involved)."""
     model.eval()
     tokens, img_feat = zip(*(model.encode_image(images[i:i + batch_size]) for i in range(0, len(images), batch_size)))
     tokens, img_feat = torch.cat(tokens), torch.cat(img_feat)
     hidden, txt_feat = zip(*(model.encode_text(input_ids[i:i + batch_size], attention_mask[i:i + batch_size])
                              for i in range(0, len(input_ids), batch_size)))
     hidden, txt_feat = torch.cat(hidden), torch.cat(txt_feat)
-    itc = img_feat @ txt_feat.t()
-    I, T = itc.shape
-    if k is None: pairs = torch.cartesian_prod(torch.arange(I), torch.arange(T))
-    else:
-        k = check_int(k, "k", 1, T)
-        top = itc.topk(k, dim=1).indices                                       # (I, k)
-        pairs = torch.stack([torch.arange(I).repeat_interleave(k), top.flatten()], 1)
-    scores = torch.full((I, T), -1e4)
-    for chunk in pairs.split(batch_size * 4):
-        i, t = chunk[:, 0], chunk[:, 1]
+    itc = (img_feat @ txt_feat.t()).float().cpu()
+    def itm_log_odds(i: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        i, t = i.to(tokens.device), t.to(tokens.device)
         logits = model.itm_head(model.fuse(hidden[t], attention_mask[t], tokens[i]))
-        scores[i, t] = (logits[:, 1] - logits[:, 0]).float().cpu()          # log-odds of "match"
-    return {"itc": itc.float().cpu(), "itm": scores}
+        return logits[:, 1] - logits[:, 0]
+    return {"itc": itc, "itm": rerank_top_k(itc, itm_log_odds, k, batch_size * 4)}
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #187b5d91
 def albef_from_pretrained(vit: ViT, bert: BertForMaskedLM, **config) -> ALBEF:

@@ -21,6 +21,7 @@ from ..layers import (ACTIVATIONS, MAX_COUNT, MAX_DEPTH, MAX_SIDE, MAX_WIDTH, Pa
                             check_dropout, make_act)
 from ..convert import Rule, assert_close_outputs, hf_activation, load_strict, rename_state_dict
 from ..captioning import check_tokens
+from ..bert import BertEmbeddings, bert_embedding_rules
 
 # %% auto #0
 __all__ = ['HF_VILT_RULES', 'ViLTConfig', 'vilt_config_from_hf', 'ViLTOutput', 'ViLT', 'select_patches', 'ViLTHeadOutput',
@@ -139,15 +140,14 @@ class ViLT(nn.Module):
         c = ViLTConfig() if config is None else config
         if not isinstance(c, ViLTConfig): raise TypeError(f"config: expected a ViLTConfig, got {type(c).__name__}")
         self.config = c
-        self.word_embed = nn.Embedding(c.vocab_size, c.dim, padding_idx=c.pad_id)
-        self.text_pos_embed = nn.Embedding(c.max_text_len, c.dim)
-        self.token_type_embed = nn.Embedding(c.type_vocab_size, c.dim)
-        self.text_norm = nn.LayerNorm(c.dim, eps=c.eps)
+        self.text_embed = BertEmbeddings(vocab_size=c.vocab_size, max_len=c.max_text_len,   # BERT's, as BertModel's
+                                         type_vocab_size=c.type_vocab_size, dim=c.dim, eps=c.eps, dropout=c.dropout,
+                                         pad_id=c.pad_id)
         self.patch_embed = PatchEmbed(c.image_size, c.patch_size, c.in_channels, c.dim, dynamic_size=True)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + c.num_patches, c.dim))    # [class] + a square grid
         self.modality_embed = nn.Embedding(c.modality_types, c.dim)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = nn.Dropout(c.dropout)                                          # the image tokens'
         self.encoder = TransformerEncoder(c.dim, c.depth, c.heads, c.mlp_dim, norm_first=True, act=c.act, eps=c.eps,
                                           dropout=c.dropout, qkv_bias=c.qkv_bias, final_norm=True)
         self.pooler = nn.Sequential(nn.Linear(c.dim, c.dim), nn.Tanh())
@@ -268,14 +268,6 @@ def select_patches(valid: torch.Tensor, max_image_length: int = -1) -> torch.Ten
             rows.append(torch.cat([keep, pad[extra]]))
     return torch.stack(rows)
 
-# %% ../../nbs/papers/40_fusion/40_vilt.ipynb #d53ecb04
-@patch
-def embed_text(self: ViLT, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-    "BERT's embeddings: LN(word + segment + position), dropout; `(B, T)` -> `(B, T, D)` (checked by the caller)."
-    types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-    pos = self.text_pos_embed.weight[:input_ids.shape[1]]
-    return self.drop(self.text_norm(self.word_embed(input_ids) + self.token_type_embed(types) + pos))
-
 # %% ../../nbs/papers/40_fusion/40_vilt.ipynb #7f2633b6
 @patch
 def patch_positions(self: ViLT, sides: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -324,7 +316,7 @@ def forward(self: ViLT, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
         check_same_batch(input_ids=input_ids, pixel_values=pixel_values)   # checked first: it names both inputs
     text_mask = self.check_text(input_ids, attention_mask, token_type_ids)
     valid = self.check_pixels(pixel_values, pixel_mask, {"B": input_ids.shape[0]})
-    text = self.embed_text(input_ids, token_type_ids)
+    text = self.text_embed.embed(input_ids, token_type_ids)                  # BERT's embeddings
     image, image_mask, patch_index = self.embed_image(pixel_values, valid)
     # modality types are added after the text LayerNorm (transformers' ViltEmbeddings, PART 3)
     text = text + self.modality_embed.weight[0]
@@ -446,7 +438,7 @@ class ViLTForMaskedLM(nn.Module):
         self.mlm_head = nn.Sequential(nn.Linear(D, D), make_act(config.act), nn.LayerNorm(D, eps=config.eps),
                                       nn.Linear(D, config.vocab_size))
         _init_modules(self.mlm_head, config.init_std)
-        self.mlm_head[3].weight = self.vilt.word_embed.weight      # tied (BERT, transformers); the bias is its own
+        self.mlm_head[3].weight = self.vilt.text_embed.word_embed.weight   # tied (BERT, transformers); own bias
 
     def forward(self, input_ids, attention_mask=None, pixel_values=None, pixel_mask=None, labels=None, **kw):
         out = self.vilt(input_ids, attention_mask, pixel_values, pixel_mask, **kw)
@@ -461,13 +453,10 @@ class ViLTForMaskedLM(nn.Module):
 # %% ../../nbs/papers/40_fusion/40_vilt.ipynb #c98ccd90
 def _vilt_rules(src: str = "", dst: str = "") -> list[Rule]:
     "Renaming rules of a transformers ViltModel's tensors under the prefix `src` (a regex) to ours under `dst`."
-    e, t, layer = rf"^{src}embeddings\.", rf"^{src}embeddings\.text_embeddings\.", rf"^{src}encoder\.layer\.(\d+)\."
+    e, layer = rf"^{src}embeddings\.", rf"^{src}encoder\.layer\.(\d+)\."
     blk = dst + r"encoder.blocks.\1."
     return [
-        (t + r"word_embeddings\.", dst + "word_embed."),
-        (t + r"position_embeddings\.", dst + "text_pos_embed."),
-        (t + r"token_type_embeddings\.", dst + "token_type_embed."),
-        (t + r"LayerNorm\.", dst + "text_norm."),
+        *bert_embedding_rules(rf"{src}embeddings\.text_embeddings\.", dst + "text_embed."),   # BERT's embeddings
         (e + r"cls_token$", dst + "cls_token"),
         (e + r"position_embeddings$", dst + "pos_embed"),
         (e + r"patch_embeddings\.projection\.", dst + "patch_embed.proj."),
@@ -650,6 +639,6 @@ def vilt_from_vit(vit: nn.Module, vocab_size: int, max_text_len: int, num_answer
     missing, unexpected = vilt.load_state_dict(state, strict=False)
     if unexpected: raise ValueError(f"vit: tensors ViLT has no place for: {unexpected[:5]}")
     fresh = {k.split(".")[0] for k in missing}
-    if not fresh <= {"word_embed", "text_pos_embed", "token_type_embed", "text_norm", "modality_embed", "pooler"}:
+    if not fresh <= {"text_embed", "modality_embed", "pooler"}:
         raise ValueError(f"vit: expected every image and transformer tensor, these stayed fresh: {sorted(missing)[:5]}")
     return vilt.train(vit.training)
