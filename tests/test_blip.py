@@ -250,6 +250,7 @@ def test_capfilt_steps():
     with pytest.raises(ValueError, match="captioner, filter"): capfilt(m, x, ids, mask, captioner=False, filter=False)
     with pytest.raises(ValueError, match="threshold"): capfilt(m, x, ids, mask, threshold=1.5)
     with pytest.raises(ValueError, match="batch"): capfilt(m, x[:3], ids, mask)
+    with pytest.raises(ValueError, match="image_tokens"): itm_scores(m, tokens[:3], ids, mask)
 
 def test_itm_hard_negatives_follow_the_similarities():
     "With a similarity matrix that makes one text the only likely negative, ITM draws it."

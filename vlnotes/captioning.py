@@ -168,12 +168,15 @@ DECODING = ("greedy", "beam", "nucleus")
 MAX_DECODE_LENGTH = 4096   # a bound on max_length, so a typo cannot loop for hours
 NextLogits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
+def _check_sampling(top_p, temperature) -> tuple[float, float]:
+    return (check_float(top_p, "top_p", 0, 1, low_inclusive=False),
+            check_float(temperature, "temperature", 0, low_inclusive=False))
+
 def _check_decoding(method, num_beams, top_p, temperature, length_penalty, max_length) -> tuple:
     method = check_choice(method, DECODING, "method")
     max_length = check_int(max_length, "max_length", 2, MAX_DECODE_LENGTH)   # the start token and at least one more
     num_beams = check_int(num_beams, "num_beams", 1, 64)
-    top_p = check_float(top_p, "top_p", 0, 1, low_inclusive=False)
-    temperature = check_float(temperature, "temperature", 0, low_inclusive=False)
+    top_p, temperature = _check_sampling(top_p, temperature)
     return method, num_beams, top_p, temperature, check_float(length_penalty, "length_penalty"), max_length
 
 def _next_logits(next_logits: NextLogits, ids, mask, rows) -> torch.Tensor:
@@ -185,6 +188,8 @@ def nucleus_sample(logits: torch.Tensor, top_p: float = 0.9, temperature: float 
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """One token per row of `logits` `(R, V)`, sampled from the smallest set of most probable tokens whose probability
     reaches `top_p` (renormalised), after dividing the logits by `temperature`."""
+    top_p, temperature = _check_sampling(top_p, temperature)
+    check_shape(logits, ("R", "V"), "logits"); check_dtype(logits, "float", "logits")
     probs = (logits.float() / temperature).softmax(-1)
     sorted_p, order = probs.sort(-1, descending=True)
     before = sorted_p.cumsum(-1) - sorted_p                   # mass of the more probable tokens
@@ -237,12 +242,10 @@ def _beam_search(next_logits, B, K, bos_id, eos_id, pad_id, max_length, length_p
                 if alive == K: break
             finished[b] = sorted(finished[b], key=lambda h: -h[0])[:K]
             best_alive = new_scores[b].max().item()
-            # stop when K hypotheses are finished and no live beam can still beat the worst of them
+            # stop when K hypotheses are finished and the best live beam, scored at its current length, does not beat
+            # the worst of them (transformers' heuristic with early_stopping=False); at max_length live beams finish
             done[b] = last or (len(finished[b]) == K and norm(best_alive, n_gen) <= finished[b][-1][0])
         ids, scores = torch.cat([new_ids.view(B * K, -1), new_tok.view(-1, 1)], 1), new_scores
-    for b in range(B):        # texts still running at max_length: their live beams count as finished
-        if not finished[b]:
-            k = int(scores[b].argmax()); finished[b] = [(0.0, ids[b * K + k].tolist())]
     best = [max(f, key=lambda h: h[0])[1] for f in finished]
     L = max(map(len, best))
     out = torch.full((B, L), pad_id, dtype=torch.long, device=device)

@@ -263,6 +263,8 @@ def generate_captions(model: BLIP, images: torch.Tensor | None = None, method: s
 def itm_scores(model: BLIP, image_tokens: torch.Tensor, input_ids: torch.Tensor,
                attention_mask: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
     "p(match) `(B,)` of the pairs (image i, text i) by the ITM head (first token made `enc_id`, else `cls_id`)."
+    if not isinstance(model, BLIP): raise TypeError(f"model: expected a BLIP, got {type(model).__name__}")
+    check_same_batch(image_tokens=image_tokens, input_ids=input_ids)
     c, batch_size = model.config, check_int(batch_size, "batch_size", 1)
     ids = _first(input_ids, c.cls_id if c.enc_id is None else c.enc_id)
     mask = torch.ones_like(ids) if attention_mask is None else attention_mask
