@@ -424,13 +424,55 @@ def profile_pair(group: str, quick: bool, batch: int, rows: int = 25):
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
+def bench_repvgg(quick: bool, batch: int, warmup: int, repeats: int, peak_n: int) -> list[Row]:
+    """RepVGG-A0, ours vs timm with the same weights (`RepVGG.from_timm`): inference forward in the training form and
+    folded (ours by `reparameterize()`, timm's by `reparameterize_model`), and a train step (fwd+bwd+SGD)."""
+    import copy, torch, timm
+    from timm.utils.model import reparameterize_model
+    from vlnotes.convert import calibrate_batchnorm, randomise_batchnorm
+    from vlnotes.papers.repvgg import RepVGG
+    size = 96 if quick else 224
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, size, size)
+    ref = calibrate_batchnorm(randomise_batchnorm(timm.create_model("repvgg_a0", pretrained=False)), x).eval()
+    ours = RepVGG.from_timm(ref).eval()
+    ref_folded, ours_folded = reparameterize_model(ref), copy.deepcopy(ours).reparameterize()
+    with torch.no_grad():
+        diff = (ours(x).logits - ref(x)).abs().max().item()
+        diff_folded = (ours_folded(x).logits - ref_folded(x)).abs().max().item()
+    ref_name = f"timm {timm.__version__}"
+    setting = f"RepVGG-A0, batch {batch}, 3x{size}x{size}"
+    def forward(model, ours_api: bool):
+        def run():
+            with torch.no_grad(): return model(x).logits if ours_api else model(x)
+        return run
+    t = interleaved_median_times({"ours": forward(ours, True), "ref": forward(ref, False),
+                                  "ours_folded": forward(ours_folded, True), "ref_folded": forward(ref_folded, False)},
+                                 warmup, repeats)
+    y = torch.randint(1000, (batch,))
+    steps = {"ours": train_step_fn(copy.deepcopy(ours), x, y), "ref": train_step_fn(copy.deepcopy(ref), x, y)}
+    ts = interleaved_median_times(steps, warmup, repeats)
+    note = "lower is better, 1.00 = parity"
+    return [
+        Row("RepVGG forward, training form", f"{setting}, eval, no grad, median of {repeats}", fmt_ms(t["ours"]),
+            f"{fmt_ms(t['ref'])} ({ref_name})", f"{t['ours'] / t['ref']:.2f}",
+            f"same weights (RepVGG.from_timm), max diff {diff:.1e}; {note}"),
+        Row("RepVGG forward, folded", f"{setting}, eval, no grad, median of {repeats}",
+            f"{fmt_ms(t['ours_folded'])} ({t['ours'] / t['ours_folded']:.2f}x faster than the training form)",
+            f"{fmt_ms(t['ref_folded'])} ({ref_name}, reparameterize_model)", f"{t['ours_folded'] / t['ref_folded']:.2f}",
+            f"max diff {diff_folded:.1e}; {note}"),
+        Row("RepVGG train step", f"{setting}, fwd+bwd+SGD, fp32, median of {repeats}", fmt_ms(ts["ours"]),
+            f"{fmt_ms(ts['ref'])} ({ref_name})", f"{ts['ours'] / ts['ref']:.2f}", note),
+    ]
+
+
 def table(rows: list[Row]) -> str:
     head = "| benchmark | setting | ours | reference | ratio | note |\n|---|---|---|---|---|---|"
     return "\n".join([head] + [f"| {r.benchmark} | {r.setting} | {r.ours} | {r.reference} | {r.ratio} | {r.note} |"
                                for r in rows])
 
 
-GROUPS = ["resnet", "world", "import", "vit", "clip", "vilt", "blip"]
+GROUPS = ["resnet", "world", "import", "vit", "clip", "vilt", "blip", "repvgg"]
 
 
 def main(argv=None):
@@ -455,7 +497,7 @@ def main(argv=None):
         rows += bench_imports(3 if a.quick else 5)
     tf_warmup, tf_repeats, peak_n = (2, 9, 2048) if a.quick else (2, 9, 2048)
     for g, name, bench in (("vit", "ViT", bench_vit), ("clip", "CLIP", bench_clip), ("vilt", "ViLT", bench_vilt),
-                            ("blip", "BLIP", bench_blip)):
+                            ("blip", "BLIP", bench_blip), ("repvgg", "RepVGG", bench_repvgg)):
         if g not in groups: continue
         try: rows += bench(a.quick, 8, tf_warmup, tf_repeats, peak_n)
         except Exception as e: rows += skipped(f"{name} train step", "benchmark failed", e)   # don't lose the other rows

@@ -13,6 +13,7 @@ from torch import nn
 from badinput import Case, case_ids, check_case
 from vlnotes import layers as L
 from vlnotes.papers import clip as C
+from vlnotes.convert import randomise_batchnorm
 from vlnotes.papers import resnet as R
 from vlnotes.papers import vit as V
 
@@ -206,9 +207,9 @@ RESNET = [
          arg="model", expected="torchvision.models.ResNet", got="ViT", note="was clear"),
     Case("resnet.ResNet.from_torchvision", "value", lambda: R.ResNet.from_torchvision(_resnext()), ValueError,
          arg="groups", expected="groups=1", got="groups=32", note="was clear"),
-    Case("resnet.randomise_batchnorm", "type", lambda: R.randomise_batchnorm(tiny_resnet(), seed="1"), TypeError,
+    Case("convert.randomise_batchnorm", "type", lambda: randomise_batchnorm(tiny_resnet(), seed="1"), TypeError,
          arg="seed", expected="int", got="'1'", note="was clear"),
-    Case("resnet.randomise_batchnorm", "type", lambda: R.randomise_batchnorm("model"), TypeError, arg="model",
+    Case("convert.randomise_batchnorm", "type", lambda: randomise_batchnorm("model"), TypeError, arg="model",
          expected="nn.Module", got="str", note="was cryptic"),
     Case("resnet.torchvision_parity", "value", lambda: R.torchvision_parity(_tv18(), imgs(s=32), modes=("test",)),
          ValueError, arg="modes", expected="one of", got="test", note="was clear"),

@@ -15,6 +15,7 @@ from torch import nn
 from vlnotes.captioning import Captioner, CaptionerConfig
 from vlnotes.layers import AttentionPool2d, TransformerEncoder
 from vlnotes.papers import clip
+from vlnotes.papers.repvgg import RepVGG, RepVGGConfig
 from vlnotes.papers.resnet import resnet_cifar
 from vlnotes.papers.vit import ViT, ViTConfig
 
@@ -45,6 +46,10 @@ def clip_inputs():
 # name -> (build, inputs, kwargs); every model the issue names, the text tower, the captioner and the masked layers
 MODELS = {
     "resnet": (lambda: resnet_cifar(8, num_classes=3, width=4), lambda: (images(),), {}),
+    "repvgg": (lambda: RepVGG(RepVGGConfig(layers=(1, 2), widths=(4, 8), stem_width=4, stem_stride=1, num_classes=3)),
+               lambda: (images(),), {}),
+    "repvgg_folded": (lambda: RepVGG(RepVGGConfig(layers=(1, 2), widths=(4, 8), stem_width=4, stem_stride=1,
+                                                  num_classes=3)).eval().reparameterize(), lambda: (images(),), {}),
     "vit": (lambda: ViT(ViTConfig(image_size=16, patch_size=8, dim=16, depth=2, heads=2, num_classes=3)),
             lambda: (images(),), {}),
     "clip_vit": (lambda: clip.CLIP(clip.CLIPConfig(vit_tower(), text_config(), embed_dim=8)), clip_inputs, {}),
@@ -80,7 +85,7 @@ def assert_identical(a: dict, b: dict, what: str):
 # The output a training loss reads. One loss, as in a training step: a loss on several outputs that share a
 # tensor (ViT's normed tokens feed last_hidden_state, pooled and logits) sums their gradients in an order
 # AOTAutograd may change, and float addition is not associative (ViT's gradients then differ by ~1 ulp).
-LOSS_OUTPUT = {"resnet": "logits", "vit": "logits", "clip_vit": "logits_per_image", "clip_resnet": "logits_per_image",
+LOSS_OUTPUT = {"resnet": "logits", "repvgg": "logits", "repvgg_folded": "logits", "vit": "logits", "clip_vit": "logits_per_image", "clip_resnet": "logits_per_image",
                "clip_text": "pooled", "captioner": "logits"}
 
 
@@ -145,7 +150,7 @@ class AsTuple(nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")   # the static shape checks, recorded as constants
-@pytest.mark.parametrize("name", ["clip_vit", "clip_resnet", "vit", "resnet"])
+@pytest.mark.parametrize("name", ["clip_vit", "clip_resnet", "vit", "resnet", "repvgg", "repvgg_folded"])
 def test_jit_trace_matches_eager(name):
     "Tracing used to fail on CLIP with a false 'mismatched batch sizes'; the traced graph must equal eager mode."
     model = AsTuple(build(name).eval())

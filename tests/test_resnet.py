@@ -6,7 +6,8 @@ import torchvision
 from model_testing import ModelTesterMixin
 from vlnotes.core import num_params
 from vlnotes.papers import resnet
-from vlnotes.papers.resnet import ResNet, ResNetConfig, ResNetOutput, randomise_batchnorm, torchvision_parity
+from vlnotes.convert import randomise_batchnorm
+from vlnotes.papers.resnet import ResNet, ResNetConfig, ResNetOutput, torchvision_parity
 
 
 # ---- the common tests -------------------------------------------------------------------------------

@@ -12,10 +12,11 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .core import check_float
+from .core import check_float, check_int
 
 # %% auto #0
-__all__ = ['Rule', 'HF_ACTIVATIONS', 'rename_state_dict', 'load_strict', 'hf_activation', 'max_abs_diff', 'assert_close_outputs']
+__all__ = ['Rule', 'HF_ACTIVATIONS', 'rename_state_dict', 'load_strict', 'hf_activation', 'max_abs_diff', 'assert_close_outputs',
+           'randomise_batchnorm', 'calibrate_batchnorm']
 
 # %% ../nbs/foundations/02_convert.ipynb #46dc8b33
 Rule = tuple  # (pattern, replacement) or (pattern, replacement, fn(tensor) -> tensor)
@@ -147,3 +148,32 @@ def assert_close_outputs(ours: Any, reference: Any, atol: float = 1e-4, what: st
         raise AssertionError(f"{what}: max |ours - reference| exceeds atol={atol:g} in {len(bad)} of {len(out)} "
                              f"outputs: " + ", ".join(f"{p} {d:.3g}" for p, d in worst))
     return max(out.values())
+
+# %% ../nbs/foundations/02_convert.ipynb #3883ee4e
+def randomise_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
+    "Give every BatchNorm random affine parameters and running statistics (reproducibly), in place; returns `model`."
+    if not isinstance(model, nn.Module): raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    g = torch.Generator().manual_seed(check_int(seed, "seed"))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.uniform_(0.7, 1.3, generator=g); m.bias.normal_(0, 0.1, generator=g)
+                m.running_mean.normal_(0, 0.1, generator=g); m.running_var.uniform_(0.7, 1.3, generator=g)
+    return model
+
+# %% ../nbs/foundations/02_convert.ipynb #570ea3e9
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, inputs: torch.Tensor) -> nn.Module:
+    "Set every BatchNorm's running mean and variance to those of its input on `inputs` (in place); returns `model`."
+    if not isinstance(model, nn.Module): raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    if not isinstance(inputs, torch.Tensor) or len(inputs) < 2:
+        raise ValueError(f"inputs: expected a batch of at least 2 examples (BatchNorm's batch statistics), got "
+                         f"{type(inputs).__name__} {tuple(getattr(inputs, 'shape', ()))}")
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta, training = [m.momentum for m in bns], model.training
+    for m in bns: m.reset_running_stats(); m.momentum = None            # None: a cumulative average
+    try: model.train()(inputs)
+    finally:
+        for m, mom in zip(bns, momenta): m.momentum = mom
+        model.train(training)
+    return model

@@ -18,8 +18,8 @@ from .core import (check_shape, check_dtype, check_nonempty, check_finite, check
 from .text import fix_articles
 
 # %% auto #0
-__all__ = ['accuracy', 'ZeroShotClassifier', 'encode_texts', 'zero_shot_classifier', 'zero_shot_predict', 'fit_linear_probe',
-           'linear_probe', 'few_shot_indices', 'recall_at_k', 'rerank_top_k']
+__all__ = ['accuracy', 'accuracy_by_type', 'ZeroShotClassifier', 'encode_texts', 'zero_shot_classifier', 'zero_shot_predict',
+           'fit_linear_probe', 'linear_probe', 'few_shot_indices', 'recall_at_k', 'rerank_top_k']
 
 # %% ../nbs/foundations/04_evaluate.ipynb #15794cf8
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
@@ -53,6 +53,26 @@ def accuracy(logits_or_preds: Any, labels: Any) -> float:
         raise ValueError(f"logits_or_preds and labels: expected the same batch size, got {len(x)} and {len(y)}")
     if len(y) == 0: raise ValueError("labels: expected at least one example, got an empty batch")
     return (x == y).double().mean().item()
+
+# %% ../nbs/foundations/04_evaluate.ipynb #2a846f24
+def accuracy_by_type(logits_or_preds: Any, labels: Any, types: Any,
+                     names: Sequence[str] | None = None) -> dict[str, float]:
+    """Accuracy overall (`"all"`) and within each type present: `types` `(B,)` integer type of each example,
+    `names[t]` its name (default the integer as a string), in the order of `names`."""
+    x, y = _as_tensor(logits_or_preds, "logits_or_preds").detach().cpu(), _labels(labels)
+    t = _labels(types, "types")
+    if len(t) != len(y):
+        raise ValueError(f"types and labels: expected the same batch size, got {len(t)} and {len(y)}")
+    if names is not None:
+        if isinstance(names, str) or not isinstance(names, Sequence):
+            raise TypeError(f"names: expected a list of type names, got {type(names).__name__}")
+        if len(t) and int(t.max()) >= len(names):
+            raise ValueError(f"types: expected indices < {len(names)} (the names given), got {int(t.max())}")
+    out = {"all": accuracy(x, y)}
+    for k in range(int(t.max()) + 1 if len(t) else 0):
+        rows = t == k
+        if rows.any(): out[names[k] if names is not None else str(k)] = accuracy(x[rows], y[rows])
+    return out
 
 # %% ../nbs/foundations/04_evaluate.ipynb #1b24ce9c
 def _check_templates(templates: Any) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torchvision.transforms import v2
 from torch import nn
 from torch.utils.data import Dataset
 from fastcore.basics import patch
@@ -25,12 +26,13 @@ from .core import (
     SeedStats, check_bool, check_dtype, check_float, check_int, check_range, check_same_batch, check_shape,
     seed_everything, seed_stats)
 from .evaluate import accuracy
-from .data.world import ShapesWorld
+from .data.world import QUESTION_TYPES, ShapesWorld
 from .train import Callback, History, TrainConfig, Trainer, _ema
 
 # %% auto #0
-__all__ = ['RENDER_FIELDS', 'RenderedSplit', 'render_split', 'tensor_split', 'logits_of', 'classification_loss',
-           'evaluate_classifier', 'RunResult', 'run', 'multi_seed', 'plot_curves', 'LaunchError', 'launch']
+__all__ = ['RENDER_FIELDS', 'COLOUR_OPS', 'RenderedSplit', 'render_split', 'tensor_split', 'vqa_rows', 'RandAugment',
+           'augment_images', 'logits_of', 'classification_loss', 'evaluate_classifier', 'RunResult', 'run',
+           'multi_seed', 'plot_curves', 'LaunchError', 'launch']
 
 # %% ../nbs/foundations/09_experiment.ipynb #1bb62352
 RENDER_FIELDS = ("images", "label", "semantic", "depth")   # the per-sample tensors a split can hold
@@ -106,7 +108,8 @@ def render_split(split: str | ShapesWorld = "train", n: int = 1000, *, fields: S
         for f in fields:
             if f == "label": out[f].append(torch.tensor([s["label"] for s in samples], dtype=torch.long))
             else: out[f].append(torch.stack([s["image" if f == "images" else f] for s in samples]))
-        captions += [s["captions"] for s in samples]; meta += [s["meta"] for s in samples]
+        captions += [s["captions"] for s in samples]
+        meta += [{**s["meta"], "questions": s["questions"], "answers": s["answers"]} for s in samples]
     return RenderedSplit({f: torch.cat(v) for f, v in out.items()}, captions, meta, world.class_names)
 
 # %% ../nbs/foundations/09_experiment.ipynb #fe9bf4cb
@@ -120,6 +123,57 @@ def tensor_split(dataset: Any, n: int | None = None, channels: int = 3) -> Rende
     source, split = getattr(dataset, "source", "unknown"), getattr(dataset, "split", "unknown")
     meta = [{"source": source, "split": split, "index": i} for i in range(len(labels))]
     return RenderedSplit({"images": images, "label": labels}, [[] for _ in meta], meta, dataset.class_names)
+
+# %% ../nbs/foundations/09_experiment.ipynb #7d29c2b3
+def vqa_rows(d: RenderedSplit, tokenizer: Any, answers: Sequence[str], length: int = 32) -> RenderedSplit:
+    """One row per question of every scene of `d` (a shapes-world `render_split`): tensors `images` (the scene's),
+    `input_ids` and `attention_mask` `(rows, length)` of the question, `answer` (index in `answers`) and
+    `question_type` (index in `QUESTION_TYPES`); `meta` per row: `scene`, `question`, `answer`, `question_type`."""
+    if not isinstance(d, RenderedSplit): raise TypeError(f"d: expected a RenderedSplit, got {type(d).__name__}")
+    if isinstance(answers, str) or not isinstance(answers, Sequence) or not answers:
+        raise TypeError(f"answers: expected a non-empty list of answer strings, got {answers!r}")
+    index = {a: i for i, a in enumerate(answers)}
+    rows = []
+    for i, m in enumerate(d.meta):
+        if "questions" not in m:
+            raise ValueError(f"d.meta[{i}]: expected the VQA questions of a shapes-world render_split, got keys "
+                             f"{sorted(m)}")
+        for q, a, t in zip(m["questions"], m["answers"], m["question_types"]):
+            if a not in index: raise ValueError(f"answers: expected every answer of the split, {a!r} is missing")
+            rows.append(dict(scene=i, question=q, answer=a, question_type=t))
+    if not rows: raise ValueError("d: expected at least one question, got scenes without any")
+    enc = tokenizer.encode([r["question"] for r in rows], max_length=length, padding="max_length")
+    scene = torch.tensor([r["scene"] for r in rows])
+    tensors = {"images": d.images[scene], "input_ids": enc["input_ids"].to(torch.int32),
+               "attention_mask": enc["attention_mask"].to(torch.int8),
+               "answer": torch.tensor([index[r["answer"]] for r in rows]),
+               "question_type": torch.tensor([QUESTION_TYPES.index(r["question_type"]) for r in rows])}
+    return RenderedSplit(tensors, [d.captions[r["scene"]] for r in rows], rows, d.class_names)
+
+# %% ../nbs/foundations/09_experiment.ipynb #49c654c5
+COLOUR_OPS = ("Brightness", "Color", "Contrast", "Posterize", "Solarize", "AutoContrast", "Equalize")
+
+class RandAugment(v2.RandAugment):
+    """torchvision's `v2.RandAugment`; `colour_ops=False` leaves out `COLOUR_OPS` (the operations that can change
+    an object's colour), keeping the geometric ones, sharpness and identity. `fill`: the value of uncovered pixels."""
+    def __init__(self, num_ops: int = 2, magnitude: int = 9, colour_ops: bool = True, fill: float = 0.0):
+        check_int(num_ops, "num_ops", low=1); check_int(magnitude, "magnitude", low=0, high=30)
+        super().__init__(num_ops=num_ops, magnitude=magnitude, fill=check_float(fill, "fill", 0, 255))
+        space = dict(v2.RandAugment._AUGMENTATION_SPACE)
+        missing = [op for op in COLOUR_OPS if op not in space]
+        if missing: raise RuntimeError(f"torchvision's RandAugment has no {missing}: COLOUR_OPS needs updating")
+        self.colour_ops = check_bool(colour_ops, "colour_ops")
+        self._AUGMENTATION_SPACE = space if colour_ops else {k: v for k, v in space.items() if k not in COLOUR_OPS}
+
+    @property
+    def ops(self) -> list[str]: return list(self._AUGMENTATION_SPACE)
+
+def augment_images(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`transform` applied to each image of a float batch `(B, C, H, W)` in [0, 1] on its own, through uint8 (as
+    the operations are defined on 8-bit images); returns float in [0, 1]."""
+    check_shape(images, ("B", "C", "H", "W"), "images"); check_dtype(images, "float", "images")
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    return torch.stack([transform(p) for p in pixels]).float() / 255
 
 # %% ../nbs/foundations/09_experiment.ipynb #a56a54c6
 def logits_of(out: Any) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Contrastive losses shared by the papers: symmetric InfoNCE over a similarity matrix (CLIP's loss), its distributed form with a gradient-carrying all-gather, and the hard-negative sampler of image-text matching (ALBEF, BLIP).
+"""Contrastive losses shared by the papers: symmetric InfoNCE over a similarity matrix (CLIP's loss), its distributed form with a gradient-carrying all-gather, the hard-negative sampler of image-text matching (ALBEF, BLIP), and the supervised contrastive loss (SupCon).
 
 Docs: https://vlnotes.github.io/vlnotes/foundations/losses.html.md"""
 
@@ -10,12 +10,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import torch.distributed as dist
+from einops import rearrange
 
 from .core import (check_shape, check_nonempty, check_dtype, check_finite, check_float, check_bool,
                           checking_values)
 
 # %% auto #0
-__all__ = ['clip_loss', 'rank_world', 'gather_with_grad', 'clip_loss_distributed', 'sample_negatives']
+__all__ = ['clip_loss', 'rank_world', 'gather_with_grad', 'clip_loss_distributed', 'sample_negatives', 'supcon_loss']
 
 # %% ../nbs/foundations/03_losses.ipynb #6ddfb3a3
 def clip_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
@@ -107,3 +108,29 @@ def sample_negatives(weights: torch.Tensor, generator: torch.Generator | None = 
     empty = w.sum(1) <= 0
     w[empty] = off[empty].float()
     return torch.multinomial(w, 1, generator=generator).squeeze(1)
+
+# %% ../nbs/foundations/03_losses.ipynb #0e48b3da
+def supcon_loss(features: torch.Tensor, labels: torch.Tensor | None = None, temperature: float = 0.07,
+                base_temperature: float = 0.07) -> torch.Tensor:
+    """Supervised contrastive loss of L2-normalised `features` `(bsz, n_views, D)` (the official layout); `labels`
+    `(bsz,)` integer classes, or None for SimCLR (positives = the other views of the same sample)."""
+    check_shape(features, ("bsz", "n_views", "D"), "features"); check_nonempty(features, "features")
+    if checking_values(): check_finite(features, "features")
+    t = check_float(temperature, "temperature", 0, low_inclusive=False)
+    base = check_float(base_temperature, "base_temperature", 0, low_inclusive=False)
+    bsz, views = features.shape[:2]
+    if labels is None: same = torch.eye(bsz, dtype=torch.bool, device=features.device)
+    else:
+        check_shape(labels, (bsz,), "labels"); check_dtype(labels, "int", "labels")
+        same = labels[:, None] == labels[None, :]
+    z = rearrange(features, "b v d -> (v b) d")                # anchors view-major, as the official code
+    logits = z @ z.t() / t
+    others = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
+    positives = same.repeat(views, views) & others
+    if checking_values() and not bool(positives.any()):
+        raise ValueError(f"labels: expected at least one positive pair (a second view, or two samples of a class), "
+                         f"got {bsz} sample(s) x {views} view(s) with no class seen twice")
+    log_prob = logits - torch.logsumexp(logits.masked_fill(~others, float("-inf")), dim=1, keepdim=True)
+    n_pos = positives.sum(1).clamp(min=1)                      # no positive: the anchor adds 0
+    mean_log_prob_pos = (log_prob * positives).sum(1) / n_pos
+    return -(t / base) * mean_log_prob_pos.mean()

@@ -22,7 +22,7 @@ from ..convert import load_strict, assert_close_outputs
 # %% auto #0
 __all__ = ['SHORTCUTS', 'BLOCKS', 'BLOCK_TYPES', 'STEMS', 'conv3x3', 'conv1x1', 'ZeroPadShortcut', 'make_shortcut', 'BasicBlock',
            'Bottleneck', 'ResNetConfig', 'ResNetOutput', 'ResNet', 'resnet18', 'resnet34', 'resnet50', 'resnet_cifar',
-           'randomise_batchnorm', 'torchvision_parity', 'layer_responses', 'branch_ratios', 'gradient_split']
+           'torchvision_parity', 'layer_responses', 'branch_ratios', 'gradient_split']
 
 # %% ../../nbs/papers/10_backbones/10_resnet.ipynb #0c74cbb3
 SHORTCUTS = ("A", "B", "C")
@@ -318,17 +318,6 @@ def from_torchvision(cls: ResNet, model: nn.Module) -> ResNet:
     return load_strict(cls(_torchvision_config(model)), model.state_dict(), f"torchvision {type(model).__name__}")
 
 # %% ../../nbs/papers/10_backbones/10_resnet.ipynb #76d07168
-def randomise_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
-    "Give every BatchNorm random affine parameters and running statistics (reproducibly), in place; returns `model`."
-    if not isinstance(model, nn.Module): raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    g = torch.Generator().manual_seed(check_int(seed, "seed"))
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.weight.uniform_(0.7, 1.3, generator=g); m.bias.normal_(0, 0.1, generator=g)
-                m.running_mean.normal_(0, 0.1, generator=g); m.running_var.uniform_(0.7, 1.3, generator=g)
-    return model
-
 def torchvision_parity(reference: nn.Module, images: torch.Tensor | Sequence[torch.Tensor], atol: float = 1e-4,
                        modes: Sequence[str] = ("eval", "train")) -> dict[str, float]:
     "Max |logits ours - torchvision| per `'<mode> <H>x<W>'`, ours from `ResNet.from_torchvision`; raises above `atol`."
