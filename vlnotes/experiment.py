@@ -32,7 +32,7 @@ from .train import Callback, History, TrainConfig, Trainer, _ema
 # %% auto #0
 __all__ = ['RENDER_FIELDS', 'COLOUR_OPS', 'RenderedSplit', 'render_split', 'tensor_split', 'vqa_rows', 'RandAugment',
            'augment_images', 'logits_of', 'classification_loss', 'evaluate_classifier', 'RunResult', 'run',
-           'multi_seed', 'plot_curves', 'LaunchError', 'launch']
+           'multi_seed', 'plot_curves', 'median_seconds', 'LaunchError', 'launch']
 
 # %% ../nbs/foundations/09_experiment.ipynb #1bb62352
 RENDER_FIELDS = ("images", "label", "semantic", "depth")   # the per-sample tensors a split can hold
@@ -322,6 +322,16 @@ def plot_curves(histories: Mapping[str, History], key: str = "loss", smoothing: 
             ax.plot(steps, _ema(vals, smoothing), color=f"C{i}", label=name)
     ax.set_xlabel("step"); ax.set_ylabel(key); ax.legend()
     return ax.figure
+
+# %% ../nbs/foundations/09_experiment.ipynb #f00d058e
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    "Median wall time of `fn()` over `repeats` runs after one untimed warm-up run."
+    if not callable(fn): raise TypeError(f"fn: expected a callable taking no arguments, got {type(fn).__name__}")
+    repeats = check_int(repeats, "repeats", low=1)
+    fn(); times = []
+    for _ in range(repeats):
+        t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
 
 # %% ../nbs/foundations/09_experiment.ipynb #ee5dad6b
 class LaunchError(RuntimeError):
