@@ -172,6 +172,7 @@ def augment_images(images: torch.Tensor, transform: Callable[[torch.Tensor], tor
     """`transform` applied to each image of a float batch `(B, C, H, W)` in [0, 1] on its own, through uint8 (as
     the operations are defined on 8-bit images); returns float in [0, 1]."""
     check_shape(images, ("B", "C", "H", "W"), "images"); check_dtype(images, "float", "images")
+    if not len(images): raise ValueError("images: expected a non-empty batch, got 0 images")
     pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8)
     return torch.stack([transform(p) for p in pixels]).float() / 255
 
