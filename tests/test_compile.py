@@ -15,8 +15,10 @@ from torch import nn
 from vlnotes.captioning import Captioner, CaptionerConfig
 from vlnotes.layers import AttentionPool2d, TransformerEncoder
 from vlnotes.papers import clip
+from vlnotes.papers.mae import MAE, MAEConfig, PatchDropViT
 from vlnotes.papers.repvgg import RepVGG, RepVGGConfig
-from vlnotes.papers.resnet import resnet_cifar
+from vlnotes.papers.resnet import ResNetConfig, resnet_cifar
+from vlnotes.papers.supcon import SupConConfig, SupConModel
 from vlnotes.papers.vit import ViT, ViTConfig
 
 VOCAB, CTX = 50, 12
@@ -50,8 +52,22 @@ MODELS = {
                lambda: (images(),), {}),
     "repvgg_folded": (lambda: RepVGG(RepVGGConfig(layers=(1, 2), widths=(4, 8), stem_width=4, stem_stride=1,
                                                   num_classes=3)).eval().reparameterize(), lambda: (images(),), {}),
+    # no classifier: the train step's loss reads the embeddings only (an unused output's gradients are None in eager
+    # mode but zeros through AOTAutograd)
+    "supcon": (lambda: SupConModel(SupConConfig(ResNetConfig.cifar(8, num_classes=0, width=4), embed_dim=8, num_classes=0)),
+               lambda: (images(),), {}),
     "vit": (lambda: ViT(ViTConfig(image_size=16, patch_size=8, dim=16, depth=2, heads=2, num_classes=3)),
             lambda: (images(),), {}),
+    # MAE: a fixed `noise` fixes the mask, so eager and compiled runs see the same patches
+    "mae": (lambda: MAE(MAEConfig(encoder=ViTConfig(image_size=16, patch_size=4, dim=16, depth=1, heads=2),
+                                  decoder_dim=8, decoder_depth=1, decoder_heads=2)),
+            lambda: (images(), torch.rand(3, 16, generator=torch.Generator().manual_seed(2))), {}),
+    "mae_encoder_mask_tokens": (lambda: MAE(MAEConfig(encoder=ViTConfig(image_size=16, patch_size=4, dim=16, depth=1,
+                                                                        heads=2), decoder_dim=8, decoder_depth=1,
+                                                      decoder_heads=2, encoder_mask_tokens=True)),
+                                lambda: (images(), torch.rand(3, 16, generator=torch.Generator().manual_seed(2))), {}),
+    "flip_tower": (lambda: PatchDropViT(ViT(vit_tower()), 0.5),
+                   lambda: (images(), torch.rand(3, 4, generator=torch.Generator().manual_seed(2))), {}),
     "clip_vit": (lambda: clip.CLIP(clip.CLIPConfig(vit_tower(), text_config(), embed_dim=8)), clip_inputs, {}),
     "clip_resnet": (lambda: clip.CLIP(clip.CLIPConfig(resnet_tower(), text_config(), embed_dim=8)), clip_inputs, {}),
     "clip_text": (lambda: clip.TextTransformer(text_config()), token_batch, {}),
@@ -85,7 +101,8 @@ def assert_identical(a: dict, b: dict, what: str):
 # The output a training loss reads. One loss, as in a training step: a loss on several outputs that share a
 # tensor (ViT's normed tokens feed last_hidden_state, pooled and logits) sums their gradients in an order
 # AOTAutograd may change, and float addition is not associative (ViT's gradients then differ by ~1 ulp).
-LOSS_OUTPUT = {"resnet": "logits", "repvgg": "logits", "repvgg_folded": "logits", "vit": "logits", "clip_vit": "logits_per_image", "clip_resnet": "logits_per_image",
+LOSS_OUTPUT = {"resnet": "logits", "repvgg": "logits", "repvgg_folded": "logits", "supcon": "embeddings", "mae": "loss", "mae_encoder_mask_tokens": "loss",
+               "flip_tower": "pooled", "vit": "logits", "clip_vit": "logits_per_image", "clip_resnet": "logits_per_image",
                "clip_text": "pooled", "captioner": "logits"}
 
 
@@ -150,7 +167,7 @@ class AsTuple(nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")   # the static shape checks, recorded as constants
-@pytest.mark.parametrize("name", ["clip_vit", "clip_resnet", "vit", "resnet", "repvgg", "repvgg_folded"])
+@pytest.mark.parametrize("name", ["clip_vit", "clip_resnet", "vit", "resnet", "repvgg", "repvgg_folded", "supcon"])
 def test_jit_trace_matches_eager(name):
     "Tracing used to fail on CLIP with a false 'mismatched batch sizes'; the traced graph must equal eager mode."
     model = AsTuple(build(name).eval())

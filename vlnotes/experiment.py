@@ -30,9 +30,9 @@ from .data.world import QUESTION_TYPES, ShapesWorld
 from .train import Callback, History, TrainConfig, Trainer, _ema
 
 # %% auto #0
-__all__ = ['RENDER_FIELDS', 'COLOUR_OPS', 'RenderedSplit', 'render_split', 'tensor_split', 'vqa_rows', 'RandAugment',
-           'augment_images', 'logits_of', 'classification_loss', 'evaluate_classifier', 'RunResult', 'run',
-           'multi_seed', 'plot_curves', 'median_seconds', 'LaunchError', 'launch']
+__all__ = ['RENDER_FIELDS', 'COLOUR_OPS', 'RenderedSplit', 'render_split', 'object_crops', 'tensor_split', 'vqa_rows',
+           'RandAugment', 'augment_images', 'logits_of', 'classification_loss', 'evaluate_classifier', 'RunResult',
+           'run', 'multi_seed', 'plot_curves', 'median_seconds', 'LaunchError', 'launch']
 
 # %% ../nbs/foundations/09_experiment.ipynb #1bb62352
 RENDER_FIELDS = ("images", "label", "semantic", "depth")   # the per-sample tensors a split can hold
@@ -111,6 +111,25 @@ def render_split(split: str | ShapesWorld = "train", n: int = 1000, *, fields: S
         captions += [s["captions"] for s in samples]
         meta += [{**s["meta"], "questions": s["questions"], "answers": s["answers"]} for s in samples]
     return RenderedSplit({f: torch.cat(v) for f, v in out.items()}, captions, meta, world.class_names)
+
+# %% ../nbs/foundations/09_experiment.ipynb #2d165bda
+def object_crops(d: RenderedSplit, size: int, margin: float = 2.0) -> torch.Tensor:
+    """Images `(N, C, size, size)`: each one-object scene of `d` (a `render_split`) cut to the square of half-side
+    `margin` x the object's circumradius around its centre, resampled to `size` pixels."""
+    if not isinstance(d, RenderedSplit): raise TypeError(f"d: expected a RenderedSplit, got {type(d).__name__}")
+    size, margin = check_int(size, "size", 1, 1024), check_float(margin, "margin", 0, 10, low_inclusive=False)
+    counts = [len(m.get("objects", ())) for m in d.meta]
+    if any(n != 1 for n in counts):
+        bad = next(i for i, n in enumerate(counts) if n != 1)
+        raise ValueError(f"d: expected one object per scene (render_split(..., max_objects=1)), got {counts[bad]} "
+                         f"in scene {bad}")
+    objects = [m["objects"][0] for m in d.meta]
+    x, y, r = (torch.tensor([o[k] for o in objects], dtype=torch.float32) for k in ("x", "y", "radius"))
+    theta = torch.zeros(len(objects), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 2 * margin * r           # half-side in grid units ([-1, 1] spans the image)
+    theta[:, 0, 2], theta[:, 1, 2] = 2 * x - 1, 2 * y - 1         # the centre, x to the right and y down
+    grid = F.affine_grid(theta.to(d.images), [len(objects), d.images.shape[1], size, size], align_corners=False)
+    return F.grid_sample(d.images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 # %% ../nbs/foundations/09_experiment.ipynb #fe9bf4cb
 def tensor_split(dataset: Any, n: int | None = None, channels: int = 3) -> RenderedSplit:

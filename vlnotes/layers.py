@@ -22,7 +22,7 @@ from dataclasses import dataclass
 # %% auto #0
 __all__ = ['MAX_WIDTH', 'MAX_DEPTH', 'MAX_COUNT', 'MAX_SIDE', 'ACTIVATIONS', 'check_dropout', 'combine_masks', 'Attention',
            'QuickGELU', 'make_act', 'MLP', 'TransformerBlock', 'EncoderOutput', 'TransformerEncoder', 'PatchEmbed',
-           'interpolate_pos_embed', 'AttentionPool2d']
+           'interpolate_pos_embed', 'AttentionPool2d', 'random_masking']
 
 # %% ../nbs/foundations/01_layers.ipynb #e6b2ee78
 # Sanity bounds of model sizes: above these a typo (10**9 for 1024) would try to allocate terabytes.
@@ -372,3 +372,27 @@ class AttentionPool2d(nn.Module):
         x = rearrange(fmap, "b c h w -> b (h w) c")
         x = torch.cat([x.mean(1, keepdim=True), x], 1) + self.pos_embed   # (B, 1 + g*g, C)
         return self.attn(x[:, :1], context=x)[:, 0]
+
+# %% ../nbs/foundations/01_layers.ipynb #rmask002
+from .core import check_finite
+
+# %% ../nbs/foundations/01_layers.ipynb #rmask003
+def random_masking(x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keep `int(N * (1 - mask_ratio))` tokens of `x` `(B, N, D)` per example, those with the smallest `noise` `(B, N)`
+    (uniform, from `generator`, when not given). Returns the kept tokens `(B, K, D)` (in order of increasing noise),
+    `mask` `(B, N)` (0 kept, 1 dropped) and `ids_restore` `(B, N)` (the inverse of the shuffle)."""
+    dims = check_shape(x, ("B", "N", "D"), "x"); check_dtype(x, "float", "x"); check_nonempty(x, "x")
+    r = check_float(mask_ratio, "mask_ratio", 0, 1, high_inclusive=False)
+    B, N, D = dims["B"], dims["N"], dims["D"]
+    keep = int(N * (1 - r))
+    if keep < 1: raise ValueError(f"mask_ratio: expected a ratio that keeps at least one of the {N} tokens, got {r}")
+    if noise is None: noise = torch.rand(B, N, device=x.device, generator=generator)
+    else:
+        check_shape(noise, ("B", "N"), "noise", dict(dims)); check_dtype(noise, "float", "noise")
+        check_finite(noise, "noise")
+    ids_shuffle = noise.to(x.device).argsort(dim=1)
+    ids_restore = ids_shuffle.argsort(dim=1)
+    kept = x.gather(1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
+    mask = (torch.arange(N, device=x.device) >= keep).to(x.dtype).expand(B, N).gather(1, ids_restore)
+    return kept, mask, ids_restore
