@@ -18,9 +18,10 @@ install: $(STAMP)
 reproduce: $(STAMP)
 	$(VENV)/bin/vlnotes reproduce $(PAPERS)
 
-# pytest exits 5 when it collects nothing: that is a failure here, not a pass.
+# pytest exits 5 when it collects nothing: that is a failure here, not a pass. One worker per core (pytest-xdist);
+# the docs tests share one site build, so they stay on one worker (their xdist_group).
 test: $(STAMP)
-	@$(VENV)/bin/python -m pytest tests; rc=$$?; \
+	@$(VENV)/bin/python -m pytest tests -n auto --dist loadgroup; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 # The documentation site, built offline from the committed notebooks into _docs/ (KaTeX: npm, installed on first use).

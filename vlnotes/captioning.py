@@ -1,4 +1,4 @@
-"""An image-conditioned causal text decoder shared by the papers that write or score captions: token validation, a transformer decoder with cross-attention to image features, the captioning loss, sequence log-likelihoods and decoding (greedy, beam search, nucleus sampling).
+"""An image-conditioned causal text decoder shared by the papers that write or score captions: token validation, a transformer decoder with cross-attention to image features, the captioning loss, sequence log-likelihoods and decoding (greedy, beam search, nucleus sampling), and the caption metrics (BLEU-4, CIDEr-D, distinct-n).
 
 Docs: https://vlnotes.github.io/vlnotes/foundations/captioning.html.md"""
 
@@ -6,6 +6,7 @@ Docs: https://vlnotes.github.io/vlnotes/foundations/captioning.html.md"""
 
 # %% ../nbs/foundations/10_captioning.ipynb #4738165a
 from __future__ import annotations
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,7 +19,8 @@ from .layers import TransformerEncoder, ACTIVATIONS
 
 # %% auto #0
 __all__ = ['DECODING', 'MAX_DECODE_LENGTH', 'NextLogits', 'check_tokens', 'CaptionerConfig', 'CaptionerOutput', 'Captioner',
-           'sequence_log_likelihood', 'caption_loss', 'nucleus_sample', 'decode', 'generate']
+           'sequence_log_likelihood', 'caption_loss', 'nucleus_sample', 'decode', 'generate', 'caption_words', 'bleu',
+           'cider_d', 'distinct_n']
 
 # %% ../nbs/foundations/10_captioning.ipynb #59647951
 def _check_mask(attention_mask: Any, dims: dict, input_ids: torch.Tensor) -> torch.Tensor:
@@ -289,3 +291,104 @@ def generate(model: Captioner, image_features: torch.Tensor, max_length: int | N
     step = lambda ids, mask, rows: model(feats[rows], ids, mask).logits[:, -1]
     return decode(step, feats.shape[0], c.bos_id, c.eos_id, c.pad_id, max_length, method, device=feats.device,
                   **options)
+
+# %% ../nbs/foundations/10_captioning.ipynb #a834413e
+_PUNCT = str.maketrans("", "", ".,;:!?")
+
+def caption_words(text: str) -> list[str]:
+    "Lower-cased words of `text`, the punctuation `.,;:!?` dropped, split at whitespace."
+    if not isinstance(text, str): raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    return text.lower().translate(_PUNCT).split()
+
+def _ngrams(words: list[str], n: int) -> dict[tuple, int]:
+    out: dict[tuple, int] = {}
+    for i in range(len(words) - n + 1):
+        g = tuple(words[i:i + n]); out[g] = out.get(g, 0) + 1
+    return out
+
+def _check_corpus(candidates: Any, references: Any) -> tuple[list[str], list[list[str]]]:
+    "Candidates: a list of str; references: one non-empty list of str per candidate."
+    if isinstance(candidates, str) or not isinstance(candidates, (list, tuple)):
+        raise TypeError(f"candidates: expected a list of captions, got {type(candidates).__name__}")
+    if isinstance(references, str) or not isinstance(references, (list, tuple)):
+        raise TypeError(f"references: expected a list of lists of captions, got {type(references).__name__}")
+    if not candidates: raise ValueError("candidates: expected at least one caption, got an empty list")
+    if len(candidates) != len(references):
+        raise ValueError(f"references: expected one list per candidate ({len(candidates)}), got {len(references)}")
+    for i, refs in enumerate(references):
+        if isinstance(refs, str) or not isinstance(refs, (list, tuple)) or not refs:
+            raise ValueError(f"references[{i}]: expected a non-empty list of captions, got {refs!r:.60}")
+        bad = [r for r in refs if not isinstance(r, str)]
+        if bad: raise TypeError(f"references[{i}]: expected str captions, got {type(bad[0]).__name__}")
+    bad = [c for c in candidates if not isinstance(c, str)]
+    if bad: raise TypeError(f"candidates: expected str captions, got {type(bad[0]).__name__}")
+    return list(candidates), [list(r) for r in references]
+
+# %% ../nbs/foundations/10_captioning.ipynb #6235c6a7
+def bleu(candidates: list[str], references: list[list[str]], max_n: int = 4) -> float:
+    "Corpus BLEU-`max_n` (uniform weights, clipped counts, closest-reference brevity penalty; 0 if a precision is 0)."
+    candidates, references = _check_corpus(candidates, references)
+    max_n = check_int(max_n, "max_n", 1, 8)
+    match, total = [0] * max_n, [0] * max_n
+    c_len = r_len = 0
+    for cand, refs in zip(candidates, references):
+        cw, rws = caption_words(cand), [caption_words(r) for r in refs]
+        c_len += len(cw)
+        r_len += min((abs(len(r) - len(cw)), len(r)) for r in rws)[1]      # closest length, the shorter on a tie
+        for n in range(1, max_n + 1):
+            counts, most = _ngrams(cw, n), {}
+            for r in rws:
+                for g, k in _ngrams(r, n).items(): most[g] = max(most.get(g, 0), k)
+            match[n - 1] += sum(min(k, most.get(g, 0)) for g, k in counts.items())
+            total[n - 1] += max(len(cw) - n + 1, 0)
+    if c_len == 0 or min(match) == 0: return 0.0
+    log_p = sum(math.log(m / t) for m, t in zip(match, total)) / max_n
+    bp = 1.0 if c_len > r_len else math.exp(1 - r_len / c_len)
+    return bp * math.exp(log_p)
+
+# %% ../nbs/foundations/10_captioning.ipynb #419fc334
+def _tfidf(counts: dict, df: dict, log_n: float) -> tuple[list[dict], list[float], int]:
+    "pycocoevalcap's counts2vec: per-n tf-idf vectors, their norms, and the length (the number of bigrams)."
+    vec, norm, length = [{} for _ in range(4)], [0.0] * 4, 0
+    for g, tf in counts.items():
+        n = len(g) - 1
+        vec[n][g] = tf * (log_n - math.log(max(1.0, df.get(g, 0.0))))
+        norm[n] += vec[n][g] ** 2
+        if n == 1: length += tf
+    return vec, [math.sqrt(x) for x in norm], length
+
+def cider_d(candidates: list[str], references: list[list[str]], sigma: float = 6.0) -> tuple[float, list[float]]:
+    """CIDEr-D as pycocoevalcap computes it (n = 1..4, idf over the references of the scored images, clipped tf-idf,
+    Gaussian length penalty with `sigma`, x10): (corpus score, per-image scores)."""
+    candidates, references = _check_corpus(candidates, references)
+    sigma = check_float(sigma, "sigma", low=0, low_inclusive=False)
+    grams = lambda text: {g: k for n in range(1, 5) for g, k in _ngrams(caption_words(text), n).items()}
+    cand = [grams(c) for c in candidates]
+    refs = [[grams(r) for r in rs] for rs in references]
+    df: dict[tuple, float] = {}
+    for rs in refs:
+        for g in set().union(*rs): df[g] = df.get(g, 0.0) + 1
+    log_n = math.log(float(len(refs)))
+    scores = []
+    for c, rs in zip(cand, refs):
+        vc, nc, lc = _tfidf(c, df, log_n)
+        total = 0.0
+        for r in rs:
+            vr, nr, lr = _tfidf(r, df, log_n)
+            penalty = math.exp(-((lc - lr) ** 2) / (2 * sigma ** 2))
+            for n in range(4):
+                val = sum(min(w, vr[n].get(g, 0.0)) * vr[n].get(g, 0.0) for g, w in vc[n].items())
+                if nc[n] != 0 and nr[n] != 0: val /= nc[n] * nr[n]
+                total += val * penalty
+        scores.append(10.0 * total / 4 / len(rs))
+    return sum(scores) / len(scores), scores
+
+def distinct_n(captions: list[str], n: int = 2) -> float:
+    "Distinct n-grams over all `captions` divided by their total number (0 when the captions have no n-gram)."
+    if isinstance(captions, str) or not isinstance(captions, (list, tuple)):
+        raise TypeError(f"captions: expected a list of captions, got {type(captions).__name__}")
+    n = check_int(n, "n", 1, 8)
+    seen, total = set(), 0
+    for c in captions:
+        for g, k in _ngrams(caption_words(c), n).items(): seen.add(g); total += k
+    return len(seen) / total if total else 0.0

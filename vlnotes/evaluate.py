@@ -1,4 +1,4 @@
-"""Evaluation shared by the papers: accuracy, zero-shot classification with prompt ensembling, linear probes and few-shot sampling, and retrieval recall@k with two-stage re-ranking — for any model that encodes images and texts.
+"""Evaluation shared by the papers: accuracy, zero-shot classification with prompt ensembling, linear probes and few-shot sampling, and retrieval recall@k with two-stage re-ranking, segmentation IoU and depth metrics — for any model that encodes images and texts.
 
 Docs: https://vlnotes.github.io/vlnotes/foundations/evaluate.html.md"""
 
@@ -19,7 +19,9 @@ from .text import fix_articles
 
 # %% auto #0
 __all__ = ['accuracy', 'accuracy_by_type', 'ZeroShotClassifier', 'encode_texts', 'zero_shot_classifier', 'zero_shot_predict',
-           'fit_linear_probe', 'linear_probe', 'few_shot_indices', 'recall_at_k', 'rerank_top_k']
+           'fit_linear_probe', 'linear_probe', 'few_shot_indices', 'recall_at_k', 'rerank_top_k',
+           'segmentation_confusion', 'iou_from_confusion', 'segmentation_scores', 'best_match_iou', 'average_ranks',
+           'spearman', 'depth_metrics']
 
 # %% ../nbs/foundations/04_evaluate.ipynb #15794cf8
 def _as_tensor(value: Any, name: str) -> torch.Tensor:
@@ -291,3 +293,112 @@ def rerank_top_k(similarity: torch.Tensor, score_pairs: Callable[[torch.Tensor, 
     out = sim - sim.max() + (scores.min() - 1 if len(scores) else 0)     # below every re-scored pair
     out[pairs[:, 0], pairs[:, 1]] = scores
     return out
+
+# %% ../nbs/foundations/04_evaluate.ipynb #dae3fe51
+def _label_map(x: Any, name: str, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
+    "An integer tensor of class ids in [0, num_classes) (or `ignore_index`)."
+    x = _as_tensor(x, name)
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name}: expected integer class ids (argmax the logits first), got dtype {x.dtype}")
+    if x.ndim < 1 or x.numel() == 0:
+        raise ValueError(f"{name}: expected a non-empty label map, got shape {tuple(x.shape)}")
+    bad = (x < 0) | (x >= num_classes)
+    if ignore_index is not None: bad &= x != ignore_index
+    if bad.any():
+        allowed = f" or {ignore_index} (ignore_index)" if ignore_index is not None else ""
+        raise ValueError(f"{name}: expected class ids in [0, {num_classes}){allowed}, "
+                         f"got {x[bad].unique()[:5].tolist()}")
+    return x.long()
+
+def segmentation_confusion(pred: Any, target: Any, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
+    """Pixel counts `(C, C)`: row = true class, column = predicted class, over the pixels of `target` (any shape, e.g.
+    `(B, H, W)`) that are not `ignore_index`; `pred` has the same shape."""
+    C = check_int(num_classes, "num_classes", 1)
+    if ignore_index is not None: ignore_index = check_int(ignore_index, "ignore_index")
+    t = _label_map(target, "target", C, ignore_index)
+    p = _label_map(pred, "pred", C)
+    if p.shape != t.shape:
+        raise ValueError(f"pred: expected the shape of target {tuple(t.shape)}, got {tuple(p.shape)} (resize the "
+                         f"prediction to the mask size first)")
+    keep = t != ignore_index if ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
+    return torch.bincount(t[keep] * C + p[keep], minlength=C * C).view(C, C)
+
+def iou_from_confusion(confusion: Any) -> dict:
+    """`miou` (mean over classes present in truth or prediction), `pixel_accuracy` and per-class `iou` (a tensor,
+    `nan` for a class absent from both) from a `segmentation_confusion` matrix (or a sum of them)."""
+    m = _as_tensor(confusion, "confusion")
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.is_floating_point() or m.dtype == torch.bool:
+        raise ValueError(f"confusion: expected a square integer matrix (segmentation_confusion), got shape "
+                         f"{tuple(m.shape)}, dtype {m.dtype}")
+    if (m < 0).any(): raise ValueError("confusion: expected pixel counts >= 0, got negative entries")
+    if m.sum() == 0: raise ValueError("confusion: expected at least one counted pixel, got none (all ignored?)")
+    m = m.double()
+    tp = m.diagonal()
+    union = m.sum(0) + m.sum(1) - tp
+    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+    return dict(miou=iou.nanmean().item(), pixel_accuracy=(tp.sum() / m.sum()).item(), iou=iou.float())
+
+def segmentation_scores(pred: Any, target: Any, num_classes: int, ignore_index: int | None = None) -> dict:
+    "`iou_from_confusion(segmentation_confusion(pred, target, num_classes, ignore_index))`."
+    return iou_from_confusion(segmentation_confusion(pred, target, num_classes, ignore_index))
+
+# %% ../nbs/foundations/04_evaluate.ipynb #7dededa9
+def best_match_iou(segments: Any, masks: Any) -> float:
+    """Mean over the real objects (non-empty masks) of `masks` `(B, K, H, W)` bool of the best IoU any segment id of
+    `segments` `(B, H, W)` (integer ids, any values >= 0) reaches with the object's mask."""
+    seg, m = _as_tensor(segments, "segments"), _as_tensor(masks, "masks")
+    dims = check_shape(m, ("B", "K", "H", "W"), "masks")
+    check_shape(seg, ("B", "H", "W"), "segments", dims)
+    if m.dtype != torch.bool: raise TypeError(f"masks: expected a bool tensor, got dtype {m.dtype}")
+    if seg.is_floating_point() or seg.is_complex() or seg.dtype == torch.bool:
+        raise TypeError(f"segments: expected integer segment ids, got dtype {seg.dtype}")
+    if (seg < 0).any(): raise ValueError(f"segments: expected ids >= 0, got {seg[seg < 0].unique()[:5].tolist()}")
+    best = []
+    for s, objs in zip(seg.flatten(1), m.flatten(2)):
+        objs = objs[objs.any(1)].double()                                   # (K', HW) real objects
+        if not len(objs): continue
+        ids = s.unique(return_inverse=True)[1]
+        one_hot = F.one_hot(ids, int(ids.max()) + 1).double()                # (HW, S) segment membership
+        inter = objs @ one_hot
+        union = objs.sum(1, keepdim=True) + one_hot.sum(0) - inter
+        best.append((inter / union).max(1).values)
+    if not best: raise ValueError("masks: expected at least one non-empty object mask, got none")
+    return torch.cat(best).mean().item()
+
+# %% ../nbs/foundations/04_evaluate.ipynb #29f80e8e
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    "Ranks 0..n-1 of the 1-d tensor `x`, tied values sharing the mean of their ranks (float64)."
+    values, order = x.sort()
+    _, inverse, counts = torch.unique_consecutive(values, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0)
+    mean_rank = (ends - counts + ends - 1).double() / 2
+    ranks = torch.empty(len(x), dtype=torch.float64)
+    ranks[order] = mean_rank[inverse]
+    return ranks
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    "Spearman's rank correlation of two 1-d tensors (0.0 when either is constant)."
+    ra, rb = average_ranks(a) - (len(a) - 1) / 2, average_ranks(b) - (len(b) - 1) / 2
+    denom = (ra.norm() * rb.norm()).item()
+    return (ra @ rb).item() / denom if denom > 0 else 0.0
+
+def depth_metrics(pred: Any, target: Any, valid: Any = None) -> dict[str, float]:
+    """`abs_rel`, `rmse`, `delta1..3` and `spearman` of depth `pred` against `target` (same shape, positive) over the
+    pixels where `valid` (a bool tensor of that shape; default all)."""
+    p, t = _as_tensor(pred, "pred"), _as_tensor(target, "target")
+    check_dtype(p, "float", "pred"); check_dtype(t, "float", "target")
+    if p.shape != t.shape:
+        raise ValueError(f"pred: expected the shape of target {tuple(t.shape)}, got {tuple(p.shape)}")
+    check_finite(p, "pred"); check_finite(t, "target")
+    keep = torch.ones_like(t, dtype=torch.bool) if valid is None else _as_tensor(valid, "valid")
+    if keep.dtype != torch.bool or keep.shape != t.shape:
+        raise ValueError(f"valid: expected a bool tensor of shape {tuple(t.shape)}, got {keep.dtype} "
+                         f"{tuple(keep.shape)}")
+    p, t = p[keep].double(), t[keep].double()
+    if not len(t): raise ValueError("valid: expected at least one valid pixel, got none")
+    for name, v in (("pred", p), ("target", t)):
+        if (v <= 0).any(): raise ValueError(f"{name}: expected positive depths, got min {v.min().item():.3g}")
+    ratio = torch.maximum(p / t, t / p)
+    return dict(abs_rel=((p - t).abs() / t).mean().item(), rmse=(p - t).pow(2).mean().sqrt().item(),
+                **{f"delta{k}": (ratio < 1.25 ** k).double().mean().item() for k in (1, 2, 3)},
+                spearman=spearman(p.float(), t.float()))

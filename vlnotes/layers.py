@@ -22,7 +22,7 @@ from dataclasses import dataclass
 # %% auto #0
 __all__ = ['MAX_WIDTH', 'MAX_DEPTH', 'MAX_COUNT', 'MAX_SIDE', 'ACTIVATIONS', 'check_dropout', 'combine_masks', 'Attention',
            'QuickGELU', 'make_act', 'MLP', 'TransformerBlock', 'EncoderOutput', 'TransformerEncoder', 'PatchEmbed',
-           'interpolate_pos_embed', 'AttentionPool2d', 'random_masking']
+           'interpolate_pos_embed', 'AttentionPool2d', 'random_masking', 'ResidualConvUnit', 'DenseHead']
 
 # %% ../nbs/foundations/01_layers.ipynb #e6b2ee78
 # Sanity bounds of model sizes: above these a typo (10**9 for 1024) would try to allocate terabytes.
@@ -396,3 +396,44 @@ def random_masking(x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | Non
     kept = x.gather(1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
     mask = (torch.arange(N, device=x.device) >= keep).to(x.dtype).expand(B, N).gather(1, ids_restore)
     return kept, mask, ids_restore
+
+# %% ../nbs/foundations/01_layers.ipynb #dhead002
+class ResidualConvUnit(nn.Module):
+    "DPT's residual unit with batch norm: `x + BN(conv(ReLU(BN(conv(ReLU(x))))))`, 3x3 kernels, same size."
+    def __init__(self, dim: int):
+        super().__init__()
+        dim = check_int(dim, "dim", 1, MAX_WIDTH)
+        self.conv1, self.bn1 = nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.BatchNorm2d(dim)
+        self.conv2, self.bn2 = nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(F.relu(x))))))
+
+class DenseHead(nn.Module):
+    """Patch tokens `(B, gh*gw, in_dim)` (row-major grid, no prefix tokens) -> per-pixel features
+    `(B, out_dim, H, W)`: 1x1 reassemble to `dim`, `depth` x (residual conv unit + 2x bilinear upsampling),
+    1x1 projection, bilinear resize to `image_size`."""
+    def __init__(self, in_dim: int, out_dim: int, grid: int | Sequence[int], image_size: int | Sequence[int],
+                 dim: int = 64, depth: int = 2):
+        super().__init__()
+        self.in_dim = check_int(in_dim, "in_dim", 1, MAX_WIDTH)
+        self.out_dim = check_int(out_dim, "out_dim", 1, MAX_WIDTH)
+        self.grid, self.image_size = check_pair(grid, "grid"), check_pair(image_size, "image_size")
+        if max(*self.grid, *self.image_size) > MAX_SIDE:
+            raise ValueError(f"grid, image_size: expected sides <= {MAX_SIDE}, got {self.grid} and {self.image_size}")
+        self.dim, self.depth = check_int(dim, "dim", 1, MAX_WIDTH), check_int(depth, "depth", 0, 8)
+        self.reassemble = nn.Conv2d(in_dim, dim, 1)
+        self.stages = nn.ModuleList(ResidualConvUnit(dim) for _ in range(depth))
+        self.proj = nn.Conv2d(dim, out_dim, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        "Features `(B, out_dim, H, W)` at `image_size`."
+        (gh, gw), (H, W) = self.grid, self.image_size
+        check_shape(tokens, ("B", gh * gw, self.in_dim), "tokens"); check_dtype(tokens, "float", "tokens")
+        check_nonempty(tokens, "tokens"); check_finite(tokens, "tokens")
+        x = self.reassemble(rearrange(tokens, "b (h w) d -> b d h w", h=gh, w=gw))
+        for stage in self.stages:
+            x = F.interpolate(stage(x), scale_factor=2, mode="bilinear", align_corners=False)
+        x = self.proj(x)
+        if tuple(x.shape[-2:]) != (H, W): x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
+        return x

@@ -1,4 +1,4 @@
-"""The pretrained shapes-world checkpoints: CLIP for downstream papers, CLIP with held-out compositions, ViT and ResNet image classifiers, and a BERT-style text encoder, each a recipe trained once and cached.
+"""The pretrained shapes-world checkpoints: CLIP for downstream papers, CLIP with held-out compositions, ViT and ResNet image classifiers, a BERT-style text encoder and a GPT-style language model, each a recipe trained once and cached.
 
 Docs: https://vlnotes.github.io/vlnotes/zoo/shapes.html.md"""
 
@@ -24,15 +24,18 @@ from .papers.vit import ViT, ViTConfig
 from .pretrained import Family, Recipe, register_family, register_recipe
 from .text import SPECIAL_TOKENS, Tokenizer, mlm_mask, world_tokenizer
 from .bert import BertConfig, BertForMaskedLM, mlm_corrupt
+from .gpt import GPT, GPTConfig
 from .train import ClampParameter, TrainConfig, make_adamw
 
 # %% auto #0
 __all__ = ['CONTEXT', 'CLIP_FAMILY', 'ARCHITECTURES', 'PIXEL_MEAN', 'PIXEL_STD', 'CLASSIFIER_TARGETS', 'CLASSIFIER_FAMILY',
-           'COUNT_WORDS', 'MLM_FAMILY', 'CLIP_SHAPES_HELDOUT', 'CLIP_SHAPES', 'VIT_SHAPES', 'VIT_SHAPES_COLOUR',
-           'RESNET_SHAPES', 'BERT_SHAPES', 'tokenize_captions', 'swap_word', 'negative_captions', 'clip_from_recipe',
-           'clip_recipe_loss', 'clip_build', 'clip_train', 'zero_shot_accuracy', 'clip_evaluate', 'standardise',
-           'classifier_optimizer', 'augment', 'classifier_build', 'classification_labels', 'classifier_train',
-           'classifier_evaluate', 'mlm_build', 'mlm_batch_loss', 'mlm_train', 'count_word_scores', 'mlm_evaluate']
+           'COUNT_WORDS', 'MLM_FAMILY', 'LM_CONTEXT', 'LM_FAMILY', 'CLIP_SHAPES_HELDOUT', 'CLIP_SHAPES', 'VIT_SHAPES',
+           'VIT_SHAPES_COLOUR', 'RESNET_SHAPES', 'BERT_SHAPES', 'GPT_SHAPES', 'tokenize_captions', 'swap_word',
+           'negative_captions', 'clip_from_recipe', 'clip_recipe_loss', 'clip_build', 'clip_train',
+           'zero_shot_accuracy', 'clip_evaluate', 'standardise', 'classifier_optimizer', 'augment', 'classifier_build',
+           'classification_labels', 'classifier_train', 'classifier_evaluate', 'mlm_build', 'mlm_batch_loss',
+           'mlm_train', 'count_word_scores', 'mlm_evaluate', 'lm_build', 'caption_pairs', 'lm_batch_loss', 'lm_train',
+           'lm_evaluate']
 
 # %% ../nbs/zoo/00_shapes.ipynb #8adcf94a
 CONTEXT = 48   # tokens per caption: the longest world caption (novel shapes' synonyms) has 43 with <bos>/<eos>
@@ -348,6 +351,68 @@ def mlm_evaluate(model: BertForMaskedLM, tokenizer: Tokenizer, recipe: Recipe) -
 MLM_FAMILY = register_family(Family("mlm", mlm_build, mlm_train, mlm_evaluate,
                                     version=2))   # 2: count words scored by pseudo-log-likelihood
 
+# %% ../nbs/zoo/00_shapes.ipynb #2ccd8d1c
+LM_CONTEXT = 80   # position-table rows of the language model: the longest pair of captions (about 61 tokens)
+
+def lm_build(recipe: Recipe) -> tuple[GPT, Tokenizer]:
+    tok = world_tokenizer()
+    seed_everything(recipe.train.get("seed", 0))
+    config = GPTConfig.from_dict({"vocab_size": tok.vocab_size, "context_length": LM_CONTEXT, "bos_id": tok.bos_id,
+                                  "eos_id": tok.eos_id, "pad_id": tok.pad_id, **recipe.model})
+    return GPT(config), tok
+
+def caption_pairs(captions: Sequence[Sequence[str]]) -> list[list[str]]:
+    "For every scene, each of its captions followed by the next one: `'c_i. c_(i+1)'` (the last wraps to the first)."
+    return [[f"{cs[i]}. {cs[(i + 1) % len(cs)]}" for i in range(len(cs))] for cs in captions]
+
+def lm_batch_loss(model: GPT, batch: Mapping) -> dict:
+    "One random text per scene; next-token cross-entropy over its real tokens and next-token accuracy."
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    rows = torch.randint(ids.shape[1], (len(ids),))
+    r = torch.arange(len(ids))
+    ids, mask = ids[r, rows].long(), mask[r, rows].long()
+    L = int(mask.sum(1).max())                                  # trim the common padding
+    ids, mask = ids[:, :L], mask[:, :L]
+    out = model(ids, mask, return_loss=True)
+    real = mask[:, 1:].bool()
+    acc = (out.logits[:, :-1].argmax(-1) == ids[:, 1:])[real].float().mean()
+    return dict(loss=out.loss, acc=acc)
+
+def _lm_scenes(recipe: Recipe, n: int, seed: int) -> RenderedSplit:
+    dd = recipe.data
+    return render_split(dd["split"], n, seed=seed, min_objects=dd.get("min_objects", 1),
+                        max_objects=dd.get("max_objects", 3), image_size=16)      # only the captions are read
+
+def lm_train(model: GPT, tokenizer: Tokenizer, recipe: Recipe, progress: bool = True) -> dict:
+    d = _lm_scenes(recipe, recipe.data["n"], recipe.data["seed"])
+    for m, caps in zip(d.meta, caption_pairs(d.captions)): m["pairs"] = caps
+    t = tokenize_captions(d, tokenizer, LM_CONTEXT, key="pairs").tensors
+    data = RenderedSplit({k: t[k] for k in ("input_ids", "attention_mask")}, d.captions, d.meta)   # text only
+    r = run(model, data, lm_batch_loss, config=TrainConfig(**{"progress": progress, **recipe.train}),
+            optimizer=classifier_optimizer(model, recipe))
+    return {"final_loss": r.history.last("loss"), "final_batch_acc": r.history.last("acc"),
+            "train_loop_seconds": r.seconds, "curve": _curve(r.history)}
+
+def lm_evaluate(model: GPT, tokenizer: Tokenizer, recipe: Recipe) -> dict[str, float]:
+    "Every caption of held-out scenes (the evaluation seed): next-token accuracy and perplexity per real token."
+    d = _lm_scenes(recipe, recipe.objective.get("eval_scenes", 1000), recipe.eval_seed)
+    t = {k: v.flatten(0, 1) for k, v in _caption_tokens(d, tokenizer).items()}
+    model.eval()
+    nll = hits = count = 0.0
+    with torch.no_grad():
+        for i in range(0, len(t["input_ids"]), 500):
+            ids, mask = t["input_ids"][i:i + 500], t["attention_mask"][i:i + 500]
+            L = int(mask.sum(1).max())
+            ids, mask = ids[:, :L], mask[:, :L]
+            logits = model(ids, mask).logits[:, :-1].float()
+            real = mask[:, 1:].bool()
+            nll += F.cross_entropy(logits[real], ids[:, 1:][real], reduction="sum").item()
+            hits += (logits.argmax(-1) == ids[:, 1:])[real].sum().item()
+            count += real.sum().item()
+    return {"token_acc": hits / count, "perplexity": math.exp(nll / count)}
+
+LM_FAMILY = register_family(Family("lm", lm_build, lm_train, lm_evaluate))
+
 # %% ../nbs/zoo/00_shapes.ipynb #86617525
 _CLIP_QUICK = {"model": {"vision": {"depth": 8, "width": 4, "heads": 2}, "text": {"dim": 16, "depth": 1, "heads": 2},
                          "embed_dim": 16},
@@ -443,3 +508,18 @@ BERT_SHAPES = register_recipe(Recipe(
     departures="MLM only, no next-sentence prediction (as RoBERTa); whole-word masking; world captions instead of "
                "books and Wikipedia; 4 layers of width 64",
     quick={**_CLASSIFIER_QUICK, "model": {"dim": 16, "depth": 2, "heads": 2}}))
+
+GPT_SHAPES = register_recipe(Recipe(
+    name="gpt-shapes", family="lm",
+    summary="GPT-style language model (3 pre-norm causal layers, dim 64) pretrained with next-token prediction on "
+            "world captions; ClipCap's language model",
+    model={"dim": 64, "depth": 3, "heads": 4},
+    data={"split": "all", "seed": 0, "n": 10000, "min_objects": 1, "max_objects": 3},
+    train={"max_steps": 600, "lr": 2e-3, "weight_decay": 0.01, "batch_size": 64, "warmup_steps": 60,
+           "schedule": "cosine", "max_grad_norm": 1.0, "seed": 0, "log_every": 20},
+    objective={"optimizer": "adamw", "eval_scenes": 500},
+    targets={"token_acc": 0.50},
+    departures="world captions instead of WebText, two captions of a scene per text (so the model learns to use its "
+               "context, as web text teaches GPT-2); 3 layers of width 64 and an 80-row position table instead of "
+               "GPT-2's 12 x 768 and 1024; no dropout",
+    quick={**_CLASSIFIER_QUICK, "model": {"dim": 16, "depth": 1, "heads": 2}}))

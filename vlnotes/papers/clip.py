@@ -107,9 +107,16 @@ class TextTransformer(nn.Module):
         check_shape(attention_mask, ("B", "L"), "attention_mask", dims)
         return attention_mask.bool()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TowerOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None) -> TowerOutput:
+        """`inputs_embeds` `(B, L, dim)`: token embeddings to use instead of looking up `input_ids` (prompt learning
+        writes learned vectors into some positions); `input_ids` still give the mask checks and the pooled position."""
         mask = self.token_mask(input_ids, attention_mask)
-        x = self.token_embedding(input_ids) + self.position_embedding[:input_ids.shape[1]]
+        if inputs_embeds is None: inputs_embeds = self.token_embedding(input_ids)
+        else:
+            check_shape(inputs_embeds, (*input_ids.shape, self.config.dim), "inputs_embeds")
+            check_dtype(inputs_embeds, "float", "inputs_embeds")
+        x = inputs_embeds + self.position_embedding[:input_ids.shape[1]]
         # padding is masked whenever a mask is given: a branch on its values would not compile
         padding = None if attention_mask is None else (~mask).to(x.device)
         x = self.encoder(x, key_padding_mask=padding, causal=True)
@@ -260,10 +267,11 @@ def encode_image(self: CLIP, images: torch.Tensor, normalize: bool = False,
 
 @patch
 def encode_text(self: CLIP, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                normalize: bool = False) -> torch.Tensor:
-    "Projected end-of-text features `(B, embed_dim)`; unit length with `normalize=True`."
+                normalize: bool = False, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Projected end-of-text features `(B, embed_dim)`; unit length with `normalize=True`. `inputs_embeds`: token
+    embeddings `(B, L, dim)` in place of `input_ids`' (as in `transformers`; CoOp's learned prompts use it)."""
     check_bool(normalize, "normalize")
-    z = self.text_projection(self.text(input_ids, attention_mask).pooled)
+    z = self.text_projection(self.text(input_ids, attention_mask, inputs_embeds=inputs_embeds).pooled)
     return F.normalize(z, dim=-1) if normalize else z
 
 @patch
