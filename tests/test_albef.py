@@ -171,3 +171,60 @@ def test_bad_configs_are_named(kw, field):
     base = dict(vision=ViTConfig(image_size=32, patch_size=8, dim=16, depth=2, heads=2),
                 text=BertConfig(vocab_size=60, dim=24, depth=2, heads=2, cross_attention_from=1, context_dim=16))
     with pytest.raises((ValueError, TypeError), match=re.escape(field)): ALBEFConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("itc", [True, False])
+def test_frozen_image_encoder_takes_precomputed_tokens(itc):
+    "freeze_vision: no gradient and no momentum copy for the ViT; its tokens computed once give the same step."
+    torch.manual_seed(0)
+    m = ALBEF(tiny_config(freeze_vision=True, itc=itc)).train()
+    assert not hasattr(m, "visual_m") and not any(p.requires_grad for p in m.visual.parameters())
+    assert {id(p) for p in m.trainable_parameters()}.isdisjoint({id(p) for p in m.visual.parameters()})
+    assert not m.visual.training                                      # a fixed encoder stays in eval mode
+    twin = ALBEF(tiny_config(freeze_vision=True, itc=itc)); twin.load_state_dict(m.state_dict()); twin.train()
+    images, ids, mask = batch()
+    with torch.no_grad(): tokens = m.visual(images).last_hidden_state
+    torch.manual_seed(1); a = m(images, ids, mask)
+    torch.manual_seed(1); b = twin(None, ids, mask, image_tokens=tokens)
+    for k in ("loss", "loss_itc", "loss_itm", "loss_mlm"): torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    before = [p.clone() for p in m.visual.parameters()]
+    opt = torch.optim.AdamW(m.trainable_parameters(), lr=1e-2)
+    opt.zero_grad(); a.loss.backward(); opt.step()
+    assert all(torch.equal(x, p) for x, p in zip(before, m.visual.parameters()))
+    s_img = albef_retrieval_scores(m, images, ids, mask, k=2)
+    s_tok = albef_retrieval_scores(m, None, ids, mask, k=2, image_tokens=tokens)
+    for k in ("itc", "itm"): torch.testing.assert_close(s_img[k], s_tok[k], rtol=0, atol=1e-6)
+
+def test_negative_mask_keeps_marked_pairs_out_of_itm():
+    "Every negative text of image i is one that negative_mask does not mark (here only text i+1 mod B is allowed)."
+    torch.manual_seed(0)
+    m = ALBEF(tiny_config(hard_negatives=False)).train()
+    images, ids, mask = batch(6)
+    allowed = torch.roll(torch.eye(6, dtype=torch.bool), 1, dims=1)   # [i, (i+1) % 6]
+    drawn = []
+    import vlnotes.papers.albef as albef
+    original = albef.sample_negatives
+    def spy(w, generator=None, exclude=None):
+        out = original(w, generator, exclude); drawn.append((exclude, out)); return out
+    albef.sample_negatives = spy
+    try:
+        for _ in range(5): m(images, ids, mask, negative_mask=~allowed & ~torch.eye(6, dtype=torch.bool))
+    finally:
+        albef.sample_negatives = original
+    assert len(drawn) == 10                                            # two draws (texts, images) per step
+    for exclude, out in drawn:
+        ok = ~exclude & ~torch.eye(6, dtype=torch.bool)
+        assert ok[torch.arange(6), out].all()
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, x, i, k: m(None, i, k), "exactly one"),
+    (lambda m, x, i, k: m(x, i, k, image_tokens=torch.zeros(4, 17, 16)), "exactly one"),
+    (lambda m, x, i, k: m(None, i, k, image_tokens=torch.zeros(4, 17, 16)), "freeze_vision"),
+    (lambda m, x, i, k: m(x, i, k, negative_mask=torch.zeros(4, 4)), "negative_mask"),
+    (lambda m, x, i, k: m(x, i, k, negative_mask=torch.zeros(3, 4, dtype=torch.bool)), "negative_mask"),
+    (lambda m, x, i, k: albef_retrieval_scores(m, None, i, k, image_tokens=torch.zeros(4, 17, 8)), "image_tokens"),
+])
+def test_bad_image_inputs_are_named(call, message):
+    m = ALBEF(tiny_config())
+    images, ids, mask = batch()
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)): call(m, images, ids, mask)

@@ -464,6 +464,15 @@ WORLD = [
          ">= 0", "-1", note="was silent"),   # showed the last caption
     Case("world.show_samples", "zero", lambda: W.show_samples([sample()], width=0), ValueError, "width", ">= 1",
          "got 0", note="was clear"),
+    Case("world.pair_indicators", "type", lambda: W.pair_indicators("red circle"), TypeError, "pair_sets",
+         "a list of (colour, shape)", "str", note="new"),
+    Case("world.pair_indicators", "value", lambda: W.pair_indicators([[("red", "blob")]]), ValueError,
+         "pair_sets[0]", "(colour, shape) pairs", "blob", note="new"),
+    Case("world.describes", "dtype", lambda: W.describes(torch.zeros(2, 64), torch.zeros(3, 64, dtype=torch.bool)),
+         ValueError, "scene_pairs", "bool", "float", note="new"),
+    Case("world.describes", "shape", lambda: W.describes(torch.zeros(2, 64, dtype=torch.bool),
+                                                         torch.zeros(3, 8, dtype=torch.bool)),
+         ValueError, "caption_pairs", "64", "8", note="new"),
 ]
 
 CASES = TEXT + WORLD

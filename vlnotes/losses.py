@@ -96,17 +96,25 @@ def clip_loss_distributed(image_feats: torch.Tensor, text_feats: torch.Tensor, l
     return _local_loss(image_feats, text_feats, all_img, all_txt, logit_scale, rank * dims["b"])
 
 # %% ../nbs/foundations/03_losses.ipynb #ce01b853
-def sample_negatives(weights: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_negatives(weights: torch.Tensor, generator: torch.Generator | None = None,
+                     exclude: torch.Tensor | None = None) -> torch.Tensor:
     """One negative index per row of `weights` `(B, B)` (non-negative), drawn in proportion to the row with the
-    diagonal (the positive) excluded; a row with no weight off the diagonal draws uniformly among the others."""
+    diagonal (the positive) and the `exclude`d pairs (bool `(B, B)`, e.g. known false negatives) left out; a row with
+    no weight left draws uniformly among the candidates not excluded, or among all others if every one is."""
     B = check_shape(weights, ("B", "B"), "weights")["B"]
     if B < 2: raise ValueError(f"weights: expected a batch of at least 2 to draw a negative, got {B}")
     if (weights < 0).any() or not torch.isfinite(weights).all():
         raise ValueError("weights: expected finite non-negative sampling weights")
     off = ~torch.eye(B, dtype=torch.bool, device=weights.device)
-    w = weights.detach().float() * off
+    allowed = off
+    if exclude is not None:
+        check_shape(exclude, (B, B), "exclude"); check_dtype(exclude, "bool", "exclude")
+        allowed = off & ~exclude.to(weights.device)
+    w = weights.detach().float() * allowed
     empty = w.sum(1) <= 0
-    w[empty] = off[empty].float()
+    w[empty] = allowed[empty].float()
+    none_left = w.sum(1) <= 0
+    w[none_left] = off[none_left].float()
     return torch.multinomial(w, 1, generator=generator).squeeze(1)
 
 # %% ../nbs/foundations/03_losses.ipynb #0e48b3da

@@ -27,8 +27,8 @@ __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'RGB', 'SYNONYMS', 'LEXICON', 'BASE_SHA
            'sample_rng', 'depth_scale', 'sample_scene', 'sd_circle', 'sd_square', 'sd_triangle', 'sd_star',
            'sd_hexagon', 'sd_diamond', 'sd_cross', 'sd_heart', 'coverage', 'composite', 'owner_map', 'masks_to_boxes',
            'render_scenes', 'plural', 'noun_phrase', 'region', 'relations', 'scene_captions', 'mentions', 'named_pairs',
-           'scene_questions', 'corrupt_caption', 'class_prompts', 'ShapesWorld', 'caption_corpus', 'collate',
-           'describe', 'draw_sample', 'show_samples']
+           'pair_indicators', 'describes', 'scene_questions', 'corrupt_caption', 'class_prompts', 'ShapesWorld',
+           'caption_corpus', 'collate', 'describe', 'draw_sample', 'show_samples']
 
 # %% ../../nbs/foundations/05_world.ipynb #a503b2ce
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross", "heart")
@@ -556,6 +556,29 @@ def named_pairs(text: str) -> list[tuple[str, str]]:
     "The (colour, shape) pairs `text` names: a colour word followed by a shape word (size words may sit between)."
     ms = [m for m in mentions(text) if m[0] != "size"]
     return [(a[1], b[1]) for a, b in zip(ms, ms[1:]) if a[0] == "colour" and b[0] == "shape"]
+
+# %% ../../nbs/foundations/05_world.ipynb #1e78e3eb
+def pair_indicators(pair_sets: Sequence[Iterable[tuple[str, str]]]) -> torch.Tensor:
+    """Bool `(n, len(COLOURS) * len(SHAPES))`: row `i` marks the (colour, shape) pairs in `pair_sets[i]`, column
+    `COLOURS.index(colour) * len(SHAPES) + SHAPES.index(shape)`."""
+    if isinstance(pair_sets, (str, bytes)) or not isinstance(pair_sets, Sequence):
+        raise TypeError(f"pair_sets: expected a list of (colour, shape) collections, got {type(pair_sets).__name__}")
+    out = torch.zeros(len(pair_sets), len(COLOURS) * len(SHAPES), dtype=torch.bool)
+    for i, pairs in enumerate(pair_sets):
+        for pair in pairs:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and pair[0] in COLOURS and pair[1] in SHAPES):
+                raise ValueError(f"pair_sets[{i}]: expected (colour, shape) pairs from COLOURS and SHAPES, got "
+                                 f"{pair!r:.60}")
+            out[i, COLOURS.index(pair[0]) * len(SHAPES) + SHAPES.index(pair[1])] = True
+    return out
+
+def describes(scene_pairs: torch.Tensor, caption_pairs: torch.Tensor) -> torch.Tensor:
+    """Bool `(S, C)`: `[s, c]` is True when every pair caption `c` names (`caption_pairs` `(C, P)`) is in scene `s`
+    (`scene_pairs` `(S, P)`), both from `pair_indicators`: the caption may be true of the scene."""
+    P = len(COLOURS) * len(SHAPES)
+    check_shape(scene_pairs, ("S", P), "scene_pairs"); check_dtype(scene_pairs, "bool", "scene_pairs")
+    check_shape(caption_pairs, ("C", P), "caption_pairs"); check_dtype(caption_pairs, "bool", "caption_pairs")
+    return ~(caption_pairs[None, :, :] & ~scene_pairs[:, None, :]).any(-1)
 
 # %% ../../nbs/foundations/05_world.ipynb #7edf944e
 QUESTION_TYPES = ("colour", "shape", "count", "exist", "position", "size", "depth")

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 
-from ..core import (Config, ModelOutput, check_bool, check_float, check_images, check_int, check_same_batch,
-                          check_shape)
+from ..core import (Config, ModelOutput, check_bool, check_dtype, check_float, check_images, check_int,
+                          check_same_batch, check_shape)
 from ..layers import MAX_COUNT, MAX_WIDTH
 from ..convert import load_strict
 from ..losses import sample_negatives
@@ -45,6 +45,7 @@ class ALBEFConfig(Config):
     itc: bool = True                 # ablations: align before fusing (C1),
     hard_negatives: bool = True      # ITM negatives drawn by similarity (C2),
     distill: bool = True             # momentum distillation (C3)
+    freeze_vision: bool = False      # a fixed image encoder: no gradient, no momentum copy, tokens computable once
 
     def validate(self):
         if not isinstance(self.vision, ViTConfig):
@@ -68,7 +69,8 @@ class ALBEFConfig(Config):
         check_float(self.mlm_prob, "ALBEFConfig.mlm_prob", 0, 1, low_inclusive=False)
         check_int(self.mask_id, "ALBEFConfig.mask_id", 0, self.text.vocab_size - 1)
         check_int(self.first_word_id, "ALBEFConfig.first_word_id", 0, self.text.vocab_size - 1)
-        for name in ("itc", "hard_negatives", "distill"): check_bool(getattr(self, name), f"ALBEFConfig.{name}")
+        for name in ("itc", "hard_negatives", "distill", "freeze_vision"):
+            check_bool(getattr(self, name), f"ALBEFConfig.{name}")
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #33db424a
 @torch.no_grad()
@@ -133,6 +135,7 @@ class ALBEF(nn.Module):
         if not isinstance(c, ALBEFConfig): raise TypeError(f"config: expected an ALBEFConfig, got {type(c).__name__}")
         self.config = c
         self.visual = ViT(c.vision)
+        if c.freeze_vision: self.visual.requires_grad_(False)
         self.text = BertForMaskedLM(c.text)
         self.vision_proj = nn.Linear(c.vision.dim, c.embed_dim)
         self.text_proj = nn.Linear(c.text.dim, c.embed_dim)
@@ -146,13 +149,22 @@ class ALBEF(nn.Module):
     @property
     def fusion_start(self) -> int: return self.config.text.cross_attention_from
 
+    @property
+    def _momentum_names(self) -> tuple[str, ...]:
+        "A frozen image encoder is its own momentum copy: only the trained parts get one."
+        return ("text", "vision_proj", "text_proj") + (() if self.config.freeze_vision else ("visual",))
+
     def sync_momentum(self):
         "(Re)build the momentum copies equal to the model: after init and after loading pretrained weights."
-        for name in ("visual", "text", "vision_proj", "text_proj"):
-            setattr(self, f"{name}_m", _frozen_copy(getattr(self, name)))
+        for name in self._momentum_names: setattr(self, f"{name}_m", _frozen_copy(getattr(self, name)))
 
     def momentum_pairs(self):
-        return [(getattr(self, f"{n}_m"), getattr(self, n)) for n in ("visual", "text", "vision_proj", "text_proj")]
+        return [(getattr(self, f"{n}_m"), getattr(self, n)) for n in self._momentum_names]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.config.freeze_vision: self.visual.eval()    # a fixed encoder stays in eval mode
+        return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         "The parameters an optimiser updates (the momentum copies are moved by `ema_update`, not by gradients)."
@@ -162,12 +174,30 @@ class ALBEF(nn.Module):
         return {"temp"} | {f"visual.{n}" for n in self.visual.no_weight_decay()}
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #d6efbccc
+def _one_image_input(images, image_tokens) -> dict:
+    "`{name: tensor}` of the one image input given (pixels or precomputed tokens)."
+    if (images is None) == (image_tokens is None):
+        raise ValueError(f"images, image_tokens: expected exactly one of them, got "
+                         f"{'both' if images is not None else 'neither'}")
+    return {"images": images} if images is not None else {"image_tokens": image_tokens}
+
 @patch
-def encode_image(self: ALBEF, images: torch.Tensor, momentum: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    "Image tokens `(B, 1+N, Dv)` and the unit ITC feature of the [CLS] token `(B, E)`."
-    visual, proj = (self.visual_m, self.vision_proj_m) if momentum else (self.visual, self.vision_proj)
-    tokens = visual(images).last_hidden_state
-    return tokens, F.normalize(proj(tokens[:, 0]), dim=-1)
+def encode_image(self: ALBEF, images: torch.Tensor | None, momentum: bool = False, *,
+                 image_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image tokens `(B, 1+N, Dv)` and the unit ITC feature of the [CLS] token `(B, E)`, from `images` or from
+    `image_tokens` the image encoder wrote beforehand (the momentum path needs `freeze_vision`: otherwise its
+    encoder differs from the one that wrote them)."""
+    _one_image_input(images, image_tokens)
+    proj = self.vision_proj_m if momentum else self.vision_proj
+    if image_tokens is None:
+        visual = self.visual_m if momentum and not self.config.freeze_vision else self.visual
+        return (tokens := visual(images).last_hidden_state), F.normalize(proj(tokens[:, 0]), dim=-1)
+    check_shape(image_tokens, ("B", "S", self.config.vision.dim), "image_tokens")
+    check_dtype(image_tokens, "float", "image_tokens")
+    if momentum and not self.config.freeze_vision:
+        raise ValueError("image_tokens: expected images for the momentum path of a trained image encoder (its momentum "
+                         "copy would encode them differently), got tokens with freeze_vision=False")
+    return image_tokens, F.normalize(proj(image_tokens[:, 0]), dim=-1)
 
 @patch
 def encode_text(self: ALBEF, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -213,17 +243,20 @@ def itc_loss(self: ALBEF, image_feat, text_feat, image_feat_m, text_feat_m, alph
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #f0c25a8b
 @patch
-def itm_loss(self: ALBEF, text_hidden, attention_mask, image_tokens, sim_i2t=None, sim_t2i=None):
+def itm_loss(self: ALBEF, text_hidden, attention_mask, image_tokens, sim_i2t=None, sim_t2i=None,
+             negative_mask=None):
     """ITM on B positives and 2B negatives: for every text a negative image and for every image a negative text,
-    drawn by `softmax` of the in-batch ITC similarities (hard negatives) or uniformly; cross-entropy on the fused
-    [CLS] state. Returns the loss and the accuracy."""
+    drawn by `softmax` of the in-batch ITC similarities (hard negatives) or uniformly, never a pair marked in
+    `negative_mask` (`[i, j]`: text j is also true of image i); cross-entropy on the fused [CLS] state. Returns the
+    loss and the accuracy."""
     B = len(text_hidden)
     if self.config.hard_negatives and sim_i2t is not None:
         w_i2t, w_t2i = F.softmax(sim_i2t.float(), dim=1), F.softmax(sim_t2i.float(), dim=1)
     else:
         w_i2t = w_t2i = torch.ones(B, B, device=text_hidden.device)
-    neg_image = sample_negatives(w_t2i)            # for text i, a negative image
-    neg_text = sample_negatives(w_i2t)             # for image i, a negative text
+    exclude_t2i = None if negative_mask is None else negative_mask.t()
+    neg_image = sample_negatives(w_t2i, exclude=exclude_t2i)     # for text i, a negative image
+    neg_text = sample_negatives(w_i2t, exclude=negative_mask)    # for image i, a negative text
     texts = torch.cat([text_hidden, text_hidden, text_hidden[neg_text]])
     masks = torch.cat([attention_mask, attention_mask, attention_mask[neg_text]])
     images = torch.cat([image_tokens, image_tokens[neg_image], image_tokens])
@@ -256,43 +289,55 @@ def mlm_loss(self: ALBEF, input_ids, attention_mask, image_tokens, image_tokens_
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #336cc507
 @patch
-def forward(self: ALBEF, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-            alpha: float | None = None) -> ALBEFOutput:
+def forward(self: ALBEF, images: torch.Tensor | None, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+            alpha: float | None = None, *, image_tokens: torch.Tensor | None = None,
+            negative_mask: torch.Tensor | None = None) -> ALBEFOutput:
     """One pre-training step's losses on aligned pairs (images[i], texts[i]). In training mode it first moves the
-    momentum copies (EMA) and afterwards pushes the batch's momentum features into the queues, as ALBEF does."""
+    momentum copies (EMA) and afterwards pushes the batch's momentum features into the queues, as ALBEF does.
+    `image_tokens` replace `images` when the image encoder is frozen (`freeze_vision`); `negative_mask` `(B, B)` bool
+    marks pairs never drawn as ITM negatives (`[i, j]`: text j is also true of image i)."""
     c = self.config
     alpha = c.alpha if alpha is None else check_float(alpha, "alpha", 0, 1)
     if not c.distill: alpha = 0.0
-    check_images(images, "images"); check_same_batch(images=images, input_ids=input_ids)
+    given = _one_image_input(images, image_tokens)
+    if images is not None: check_images(images, "images")
+    check_same_batch(**given, input_ids=input_ids)
     mask = self.text.bert.check_text(input_ids, attention_mask).long()
+    if negative_mask is not None:
+        check_shape(negative_mask, (len(input_ids), len(input_ids)), "negative_mask")
+        check_dtype(negative_mask, "bool", "negative_mask")
     with torch.no_grad():
         self.temp.clamp_(0.001, 0.5)
         if self.training:
             for target, source in self.momentum_pairs(): ema_update(target, source, c.momentum)
-    image_tokens, image_feat = self.encode_image(images)
+    image_tokens, image_feat = self.encode_image(images, image_tokens=image_tokens)
     text_hidden, text_feat = self.encode_text(input_ids, mask)
     with torch.no_grad():
-        image_tokens_m, image_feat_m = self.encode_image(images, momentum=True)
+        image_tokens_m, image_feat_m = self.encode_image(images, momentum=True, image_tokens=given.get("image_tokens"))
         _, text_feat_m = self.encode_text(input_ids, mask, momentum=True)
     if c.itc:
         loss_itc, sim_i2t, sim_t2i = self.itc_loss(image_feat, text_feat, image_feat_m, text_feat_m, alpha)
     else:
-        loss_itc, sim_i2t, sim_t2i = torch.zeros((), device=images.device), None, None
+        loss_itc, sim_i2t, sim_t2i = torch.zeros((), device=input_ids.device), None, None
     if self.training:
         self.image_queue.enqueue(image_feat_m); self.text_queue.enqueue(text_feat_m)
-    loss_itm, itm_acc = self.itm_loss(text_hidden, mask, image_tokens, sim_i2t, sim_t2i)
+    loss_itm, itm_acc = self.itm_loss(text_hidden, mask, image_tokens, sim_i2t, sim_t2i, negative_mask)
     loss_mlm, mlm_acc = self.mlm_loss(input_ids, mask, image_tokens, image_tokens_m, alpha)
     return ALBEFOutput(loss_itc + loss_itm + loss_mlm, loss_itc, loss_itm, loss_mlm, itm_acc, mlm_acc)
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #f98546f7
 @torch.no_grad()
-def albef_retrieval_scores(model: ALBEF, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                           k: int | None = 16, batch_size: int = 256) -> dict[str, torch.Tensor]:
+def albef_retrieval_scores(model: ALBEF, images: torch.Tensor | None, input_ids: torch.Tensor,
+                           attention_mask: torch.Tensor, k: int | None = 16, batch_size: int = 256, *,
+                           image_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Image-text scores `(I, T)` for retrieval: `itc` (cosine of the ITC features) and `itm` (ALBEF's inference:
     each image's top-`k` texts and each text's top-`k` images by ITC re-scored by the ITM log-odds of "match", which
-    rank them above every other pair; `k=None`: the ITM score of every pair, no ITC involved)."""
+    rank them above every other pair; `k=None`: the ITM score of every pair, no ITC involved). `image_tokens` may
+    replace `images`: the image encoder's output computed beforehand."""
     model.eval()
-    tokens, img_feat = zip(*(model.encode_image(images[i:i + batch_size]) for i in range(0, len(images), batch_size)))
+    (key, x), = _one_image_input(images, image_tokens).items()
+    tokens, img_feat = zip(*(model.encode_image(**{"images": None, key: x[i:i + batch_size]})
+                             for i in range(0, len(x), batch_size)))
     tokens, img_feat = torch.cat(tokens), torch.cat(img_feat)
     hidden, txt_feat = zip(*(model.encode_text(input_ids[i:i + batch_size], attention_mask[i:i + batch_size])
                              for i in range(0, len(input_ids), batch_size)))
