@@ -291,3 +291,68 @@ def test_from_pretrained_parts():
 ])
 def test_bad_configs_are_named(kw, field):
     with pytest.raises((ValueError, TypeError), match=re.escape(field)): tiny_config(**kw)
+
+
+# ---- a frozen image encoder: precomputed tokens, known false negatives, a separate filter ---------------------
+def test_image_tokens_path_equals_images_and_leaves_the_encoder_untouched():
+    torch.manual_seed(0)
+    m = BLIP(tiny_config()).train()
+    x, (ids, mask) = torch.rand(4, 3, 32, 32), token_batch(4)
+    with torch.no_grad(): tokens = m.encode_image(x)
+    torch.manual_seed(1); a = m(x, ids, mask)
+    torch.manual_seed(1); b = m(None, ids, mask, image_tokens=tokens)
+    for k in ("loss", "loss_itc", "loss_itm", "loss_lm", "itm_acc"):
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    b.loss.backward()
+    assert all(p.grad is None for p in m.visual.parameters())        # the tokens are fixed: no gradient reaches it
+    assert all(p.grad is not None for p in m.itm_head.parameters())
+    cf_img = capfilt(m, x, ids, mask, generator=torch.Generator().manual_seed(0), max_length=8)
+    cf_tok = capfilt(m, None, ids, mask, generator=torch.Generator().manual_seed(0), max_length=8, image_tokens=tokens)
+    assert torch.equal(cf_img.synthetic_ids, cf_tok.synthetic_ids)
+    torch.testing.assert_close(cf_img.original_score, cf_tok.original_score, rtol=0, atol=1e-6)
+
+def test_negative_mask_keeps_marked_pairs_out_of_itm():
+    "Every negative drawn (for texts and for images) is a pair negative_mask leaves free; only (i, i+1 mod B) is."
+    torch.manual_seed(0)
+    m = BLIP(tiny_config(hard_negatives=False)).train()
+    x, (ids, mask) = torch.rand(6, 3, 32, 32), token_batch(6)
+    allowed = torch.roll(torch.eye(6, dtype=torch.bool), 1, dims=1)
+    calls = []
+    original = m.itm_logits
+    m.itm_logits = lambda images, i, k: calls.append((images, i)) or original(images, i, k)
+    with torch.no_grad(): tokens = m.encode_image(x)
+    for _ in range(5): m(None, ids, mask, image_tokens=tokens, negative_mask=~allowed)
+    for images, texts in calls:
+        partner = torch.roll(torch.arange(6), -1)                    # image i's only negative text is text i+1
+        assert torch.equal(texts[12:], ids[partner])
+        back = torch.roll(torch.arange(6), 1)                        # text j's only negative image is image j-1
+        assert torch.equal(images[6:12], tokens[back])
+
+def test_capfilt_with_a_separate_filter_model():
+    torch.manual_seed(0)
+    captioner, judge = BLIP(tiny_config()).eval(), BLIP(tiny_config()).eval()
+    judge.visual.load_state_dict(captioner.visual.state_dict())        # one image encoder, two text stacks
+    x, (ids, mask) = torch.rand(4, 3, 32, 32), token_batch(4)
+    out = capfilt(captioner, x, ids, mask, filter_model=judge, generator=torch.Generator().manual_seed(0), max_length=8)
+    torch.testing.assert_close(out.original_score, itm_scores(judge, judge.encode_image(x), ids, mask))
+    mine = capfilt(captioner, x, ids, mask, generator=torch.Generator().manual_seed(0), max_length=8)
+    assert torch.equal(out.synthetic_ids, mine.synthetic_ids)          # the captioner writes, whoever filters
+    assert not torch.allclose(out.original_score, mine.original_score)
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, x, i, k, t: m(None, i, k), "images, image_tokens: expected exactly one of them, got neither"),
+    (lambda m, x, i, k, t: m(x, i, k, image_tokens=t), "got both"),
+    (lambda m, x, i, k, t: m(None, i, k, image_tokens=t[:, :, :5]), "image_tokens"),
+    (lambda m, x, i, k, t: m(None, i, k, image_tokens=t[:3]), "image_tokens"),
+    (lambda m, x, i, k, t: m(x, i, k, negative_mask=torch.zeros(4, 4)), "negative_mask: expected dtype bool"),
+    (lambda m, x, i, k, t: m(x, i, k, negative_mask=torch.zeros(3, 4, dtype=torch.bool)), "negative_mask"),
+    (lambda m, x, i, k, t: capfilt(m, x, i, k, image_tokens=t), "got both"),
+    (lambda m, x, i, k, t: capfilt(m, None, i, k), "got neither"),
+    (lambda m, x, i, k, t: capfilt(m, x, i, k, filter_model="filter"), "filter_model: expected a BLIP"),
+])
+def test_bad_image_inputs_are_named(call, message):
+    torch.manual_seed(0)
+    m = BLIP(tiny_config())
+    x, (ids, mask) = torch.rand(4, 3, 32, 32), token_batch(4)
+    with torch.no_grad(): tokens = m.encode_image(x)
+    with pytest.raises((ValueError, TypeError), match=re.escape(message)): call(m, x, ids, mask, tokens)

@@ -24,8 +24,8 @@ __all__ = ['REPRODUCED', 'NOT_REPRODUCED', 'find_project_root', 'env_flag', 'Set
            'default_device', 'check_int', 'check_float', 'check_bool', 'check_pair', 'check_choice', 'check_str',
            'check_strings', 'check_path', 'check_dir', 'check_writable_dir', 'check_shape', 'check_tensor',
            'check_nonempty', 'check_dtype', 'checking_values', 'check_finite', 'check_range', 'check_images',
-           'check_same_batch', 'check_index', 'Config', 'ModelOutput', 'num_params', 'SeedStats', 'seed_stats',
-           'evaluate_expectation', 'Claim', 'check_paper_id', 'ClaimRegistry', 'load_claims', 'Markdown',
+           'check_same_batch', 'check_exactly_one', 'check_index', 'Config', 'ModelOutput', 'num_params', 'SeedStats',
+           'seed_stats', 'evaluate_expectation', 'Claim', 'check_paper_id', 'ClaimRegistry', 'load_claims', 'Markdown',
            'claims_markdown']
 
 # %% ../nbs/foundations/00_core.ipynb #d2165bfa
@@ -316,6 +316,16 @@ def check_same_batch(**tensors) -> int:
     if not torch.jit.is_tracing() and any(s != first for s in sizes.values()):
         raise ValueError(f"mismatched batch sizes: expected equal sizes, got {sizes}")
     return first
+
+def check_exactly_one(**inputs) -> str:
+    "Raise unless exactly one of the named `inputs` is given (not None); return its name (e.g. images or their tokens)."
+    if len(inputs) < 2: raise TypeError(f"check_exactly_one: expected at least two named inputs, got {list(inputs)}")
+    given = [k for k, v in inputs.items() if v is not None]
+    if len(given) != 1:
+        pair = len(inputs) == 2
+        got = ("neither" if pair else "none") if not given else ("both" if pair else " and ".join(given))
+        raise ValueError(f"{', '.join(inputs)}: expected exactly one of them, got {got}")
+    return given[0]
 
 def _batch_size(v: Any, name: str) -> int:
     if isinstance(v, torch.Tensor):

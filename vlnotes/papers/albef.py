@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 
-from ..core import (Config, ModelOutput, check_bool, check_dtype, check_float, check_images, check_int,
-                          check_same_batch, check_shape)
+from ..core import (Config, ModelOutput, check_bool, check_dtype, check_exactly_one, check_float,
+                          check_images, check_int, check_same_batch, check_shape)
 from ..layers import MAX_COUNT, MAX_WIDTH
 from ..convert import load_strict
 from ..losses import sample_negatives
@@ -176,9 +176,7 @@ class ALBEF(nn.Module):
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #d6efbccc
 def _one_image_input(images, image_tokens) -> dict:
     "`{name: tensor}` of the one image input given (pixels or precomputed tokens)."
-    if (images is None) == (image_tokens is None):
-        raise ValueError(f"images, image_tokens: expected exactly one of them, got "
-                         f"{'both' if images is not None else 'neither'}")
+    check_exactly_one(images=images, image_tokens=image_tokens)
     return {"images": images} if images is not None else {"image_tokens": image_tokens}
 
 @patch

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 
-from ..core import (Config, ModelOutput, check_bool, check_choice, check_dtype, check_float, check_images,
-                          check_int, check_same_batch, check_shape)
+from ..core import (Config, ModelOutput, check_bool, check_choice, check_dtype, check_float, check_exactly_one,
+                          check_images, check_int, check_same_batch, check_shape)
 from ..layers import MAX_WIDTH
 from ..convert import Rule, hf_activation, load_strict, rename_state_dict
 from ..bert import BertConfig, BertForMaskedLM, BertModel, bert_rules, init_bert_weights
@@ -193,13 +193,16 @@ def itc_loss(self: BLIP, image_feat: torch.Tensor, text_feat: torch.Tensor) -> t
 
 @patch
 def itm_loss(self: BLIP, image_tokens: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-             sim: torch.Tensor | None = None, hard_negatives: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+             sim: torch.Tensor | None = None, hard_negatives: bool = True,
+             negative_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """ITM on B positives and 2B negatives: for each text a negative image and for each image a negative text, drawn
-    by softmax of the ITC similarities `sim` (hard negatives) or uniformly; returns the loss and the accuracy."""
+    by softmax of the ITC similarities `sim` (hard negatives) or uniformly, never a pair marked in `negative_mask`
+    (`[i, j]`: text j is also true of image i); returns the loss and the accuracy."""
     B = len(input_ids)
     if hard_negatives and sim is not None: w_i2t, w_t2i = F.softmax(sim.float(), 1), F.softmax(sim.float().t(), 1)
     else: w_i2t = w_t2i = torch.ones(B, B, device=input_ids.device)
-    neg_image, neg_text = sample_negatives(w_t2i), sample_negatives(w_i2t)
+    exclude_t2i = None if negative_mask is None else negative_mask.t()
+    neg_image, neg_text = sample_negatives(w_t2i, exclude=exclude_t2i), sample_negatives(w_i2t, exclude=negative_mask)
     ids = torch.cat([input_ids, input_ids, input_ids[neg_text]])
     mask = torch.cat([attention_mask, attention_mask, attention_mask[neg_text]])
     images = torch.cat([image_tokens, image_tokens[neg_image], image_tokens])
@@ -220,20 +223,29 @@ def lm_loss(self: BLIP, image_tokens: torch.Tensor, input_ids: torch.Tensor,
                            label_smoothing=self.config.label_smoothing)
 
 @patch
-def forward(self: BLIP, images: torch.Tensor, input_ids: torch.Tensor,
-            attention_mask: torch.Tensor | None = None) -> BLIPOutput:
+def forward(self: BLIP, images: torch.Tensor | None, input_ids: torch.Tensor,
+            attention_mask: torch.Tensor | None = None, *, image_tokens: torch.Tensor | None = None,
+            negative_mask: torch.Tensor | None = None) -> BLIPOutput:
     """BLIP's three pre-training losses on aligned pairs (images[i], texts[i]): the tokenizer's first token becomes
-    `cls_id` for ITC, `enc_id` (or `cls_id`) for ITM and `bos_id` for LM, as BLIP swaps [CLS], [ENC] and [DEC]."""
+    `cls_id` for ITC, `enc_id` (or `cls_id`) for ITM and `bos_id` for LM, as BLIP swaps [CLS], [ENC] and [DEC].
+    `image_tokens` (`encode_image`'s output, computed beforehand) replace `images` when the image encoder is kept
+    frozen: it then gets no gradient. `negative_mask` `(B, B)` bool marks pairs never drawn as ITM negatives."""
     self._need("encoder", "forward"); self._need("decoder", "forward")
     c = self.config
-    check_images(images, "images"); check_same_batch(images=images, input_ids=input_ids)
+    if check_exactly_one(images=images, image_tokens=image_tokens) == "images":
+        check_images(images, "images"); check_same_batch(images=images, input_ids=input_ids)
+    else: _check_image_tokens(self, image_tokens, input_ids)
     mask = self.text_encoder.check_text(input_ids, attention_mask).long()
+    if negative_mask is not None:
+        check_shape(negative_mask, (len(input_ids), len(input_ids)), "negative_mask")
+        check_dtype(negative_mask, "bool", "negative_mask")
     with torch.no_grad(): self.temp.clamp_(0.001, 0.5)
-    image_tokens = self.encode_image(images)
+    if image_tokens is None: image_tokens = self.encode_image(images)
     text_ids = _first(input_ids, c.cls_id)
     loss_itc, sim = self.itc_loss(self.image_features(image_tokens), self.text_features(text_ids, mask))
     enc_id = c.cls_id if c.enc_id is None else c.enc_id
-    loss_itm, itm_acc = self.itm_loss(image_tokens, _first(input_ids, enc_id), mask, sim, c.hard_negatives)
+    loss_itm, itm_acc = self.itm_loss(image_tokens, _first(input_ids, enc_id), mask, sim, c.hard_negatives,
+                                      negative_mask)
     loss_lm = self.lm_loss(image_tokens, _first(input_ids, c.bos_id), mask)
     return BLIPOutput(loss_itc + loss_itm + loss_lm, loss_itc, loss_itm, loss_lm, itm_acc)
 
@@ -250,9 +262,7 @@ def generate_captions(model: BLIP, images: torch.Tensor | None = None, method: s
     c = model.config
     if max_length is None: max_length = min(30, c.text.max_len)
     max_length = check_int(max_length, "max_length", 2, c.text.max_len)
-    if (images is None) == (image_tokens is None):
-        raise ValueError("images, image_tokens: expected exactly one of them, got "
-                         f"{'both' if images is not None else 'neither'}")
+    check_exactly_one(images=images, image_tokens=image_tokens)
     tokens = model.encode_image(images) if image_tokens is None else image_tokens
     check_shape(tokens, ("B", "S", c.vision.dim), "image_tokens"); check_dtype(tokens, "float", "image_tokens")
     step = lambda ids, mask, rows: model.lm_logits(tokens[rows], ids, mask)[:, -1]
@@ -284,24 +294,33 @@ class CapFiltOutput(ModelOutput):
     synthetic_score: torch.Tensor | None = None         # (B,) p(match) of the synthetic caption
 
 @torch.no_grad()
-def capfilt(model: BLIP, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-            captioner: bool = True, filter: bool = True, method: str = "nucleus", threshold: float = 0.5,
-            max_length: int | None = None, batch_size: int = 256, **options) -> CapFiltOutput:
+def capfilt(model: BLIP, images: torch.Tensor | None, input_ids: torch.Tensor,
+            attention_mask: torch.Tensor | None = None, captioner: bool = True, filter: bool = True,
+            method: str = "nucleus", threshold: float = 0.5, max_length: int | None = None, batch_size: int = 256, *,
+            image_tokens: torch.Tensor | None = None, filter_model: BLIP | None = None, **options) -> CapFiltOutput:
     """BLIP's dataset bootstrapping for pairs (images[i], texts[i]): the **captioner** (the decoder) writes a synthetic
     caption per image (`method` and `options` as `generate_captions`); the **filter** (the ITM head) keeps a caption
     when its p(match) exceeds `threshold` (0.5 in the paper: the head says "match"), for web and synthetic captions
-    alike. With `captioner=False` nothing is written; with `filter=False` every caption stays."""
+    alike. With `captioner=False` nothing is written; with `filter=False` every caption stays. `image_tokens`
+    (`encode_image`'s output) may replace `images`. `filter_model`: the filter when it is a separate model (BLIP
+    fine-tunes captioner and filter apart from one pre-trained model; it must share the image encoder); default
+    `model`."""
     if not isinstance(model, BLIP): raise TypeError(f"model: expected a BLIP, got {type(model).__name__}")
     captioner, filter = check_bool(captioner, "captioner"), check_bool(filter, "filter")
     threshold, batch_size = check_float(threshold, "threshold", 0, 1), check_int(batch_size, "batch_size", 1)
     if not (captioner or filter): raise ValueError("captioner, filter: expected at least one of them, got both False")
-    if filter: model._need("encoder", "capfilt(filter=True)")
-    check_images(images, "images"); check_same_batch(images=images, input_ids=input_ids)
+    judge = model if filter_model is None else filter_model
+    if not isinstance(judge, BLIP): raise TypeError(f"filter_model: expected a BLIP, got {type(judge).__name__}")
+    if filter: judge._need("encoder", "capfilt(filter=True)")
     c = model.config
+    if check_exactly_one(images=images, image_tokens=image_tokens) == "images":
+        check_images(images, "images"); check_same_batch(images=images, input_ids=input_ids)
+    else: _check_image_tokens(model, image_tokens, input_ids)
     mask = (model.text_encoder if c.encoder else model.text_decoder.bert).check_text(input_ids, attention_mask).long()
-    model.eval()
-    tokens = torch.cat([model.encode_image(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-    out = dict(keep_original=torch.ones(len(images), dtype=torch.bool, device=images.device))
+    model.eval(); judge.eval()
+    tokens = image_tokens if images is None else torch.cat([model.encode_image(images[i:i + batch_size])
+                                                            for i in range(0, len(images), batch_size)])
+    out = dict(keep_original=torch.ones(len(tokens), dtype=torch.bool, device=tokens.device))
     if captioner:
         gen = [generate_captions(model, image_tokens=tokens[i:i + batch_size], method=method, max_length=max_length,
                                  **options) for i in range(0, len(tokens), batch_size)]
@@ -311,10 +330,10 @@ def capfilt(model: BLIP, images: torch.Tensor, input_ids: torch.Tensor, attentio
         out["synthetic_mask"] = torch.cat([pad(g["attention_mask"], 0) for g in gen])
         out["keep_synthetic"] = torch.ones_like(out["keep_original"])
     if filter:
-        out["original_score"] = itm_scores(model, tokens, input_ids, mask, batch_size)
+        out["original_score"] = itm_scores(judge, tokens, input_ids, mask, batch_size)
         out["keep_original"] = out["original_score"] > threshold
         if captioner:
-            out["synthetic_score"] = itm_scores(model, tokens, out["synthetic_ids"], out["synthetic_mask"], batch_size)
+            out["synthetic_score"] = itm_scores(judge, tokens, out["synthetic_ids"], out["synthetic_mask"], batch_size)
             out["keep_synthetic"] = out["synthetic_score"] > threshold
     return CapFiltOutput(**out)
 
