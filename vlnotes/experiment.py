@@ -32,7 +32,8 @@ from .train import Callback, History, TrainConfig, Trainer, _ema
 # %% auto #0
 __all__ = ['RENDER_FIELDS', 'COLOUR_OPS', 'RenderedSplit', 'render_split', 'object_crops', 'tensor_split', 'vqa_rows',
            'RandAugment', 'augment_images', 'logits_of', 'classification_loss', 'evaluate_classifier', 'RunResult',
-           'run', 'multi_seed', 'plot_curves', 'median_seconds', 'LaunchError', 'launch']
+           'run', 'over_seeds', 'multi_seed', 'default_workers', 'parallel_map', 'plot_curves', 'median_seconds',
+           'LaunchError', 'launch']
 
 # %% ../nbs/foundations/09_experiment.ipynb #1bb62352
 RENDER_FIELDS = ("images", "label", "semantic", "depth")   # the per-sample tensors a split can hold
@@ -293,28 +294,92 @@ def _over_seeds(values: Sequence, seeds: Sequence[int], what: str) -> SeedStats:
     try: return seed_stats(values)
     except (TypeError, ValueError) as e: raise type(e)(f"fn: {what} over seeds {list(seeds)}: {e}") from None
 
-def multi_seed(fn: Callable[[int], Any], seeds: Sequence[int] = (0, 1, 2)) -> SeedStats | dict[str, SeedStats]:
-    """`fn(seed)` for every seed (RNGs seeded with it first), returning a number or a dict of numbers ->
-    `SeedStats` over the seeds (or a dict of them, one per key)."""
-    if not callable(fn): raise TypeError(f"fn: expected a callable taking a seed, got {type(fn).__name__}")
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
         raise TypeError(f"seeds: expected a list of distinct ints >= 0, got {type(seeds).__name__} {seeds!r}")
     seeds = [check_int(s, f"seeds[{i}]", low=0) for i, s in enumerate(seeds)]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds: expected a non-empty list of distinct seeds, got {seeds}")
-    results = []
-    for s in seeds:
-        seed_everything(s)
-        results.append(fn(s))
+    return seeds
+
+def over_seeds(results: Sequence, seeds: Sequence[int]) -> SeedStats | dict[str, SeedStats]:
+    """`results[i]` (a number, or a dict of numbers with the same keys for every seed) from `seeds[i]` ->
+    `SeedStats` over the seeds (or a dict of them, one per key)."""
+    seeds = _check_seeds(seeds)
+    if isinstance(results, (str, bytes, Mapping)) or not isinstance(results, Sequence) or len(results) != len(seeds):
+        raise ValueError(f"results: expected one result per seed ({len(seeds)}), got {type(results).__name__} "
+                         f"of length {len(results) if isinstance(results, Sequence) else '-'}")
     dicts = [isinstance(r, Mapping) for r in results]
     if not any(dicts): return _over_seeds(results, seeds, "the values")
     if not all(dicts):
-        raise TypeError(f"fn: expected a number for every seed or a dict for every seed, got a mix: {results}")
+        raise TypeError(f"fn: expected a number for every seed or a dict for every seed, got a mix: {list(results)}")
     keys = list(results[0])
     for s, r in zip(seeds, results):
         if set(r) != set(keys):
             raise ValueError(f"fn: expected the keys {keys} for every seed, got {list(r)} for seed {s}")
     return {k: _over_seeds([r[k] for r in results], seeds, f"{k!r}") for k in keys}
+
+def multi_seed(fn: Callable[[int], Any], seeds: Sequence[int] = (0, 1, 2),
+               workers: int = 1) -> SeedStats | dict[str, SeedStats]:
+    """`fn(seed)` for every seed (RNGs seeded with it first), returning a number or a dict of numbers ->
+    `SeedStats` over the seeds (or a dict of them, one per key). `workers` > 1: that many seeds at a time, in
+    forked processes (`parallel_map`)."""
+    if not callable(fn): raise TypeError(f"fn: expected a callable taking a seed, got {type(fn).__name__}")
+    seeds = _check_seeds(seeds)
+    return over_seeds(parallel_map(_Seeded(fn), seeds, workers), seeds)
+
+
+# %% ../nbs/foundations/09_experiment.ipynb #af5fec1e
+import multiprocessing, warnings
+from concurrent.futures import ProcessPoolExecutor
+
+_WORKER_FN: Callable | None = None     # what a forked worker calls: inherited from the parent, never pickled
+_IN_WORKER = False
+
+def _worker_init(threads: int):
+    global _IN_WORKER
+    _IN_WORKER = True
+    torch.set_num_threads(threads)
+
+def _worker_call(item: Any) -> Any: return _WORKER_FN(item)
+
+class _Seeded:
+    "`fn(seed)` with every RNG seeded by `seed` first."
+    def __init__(self, fn: Callable[[int], Any]): self.fn = fn
+    def __call__(self, seed: int) -> Any:
+        seed_everything(seed)
+        return self.fn(seed)
+
+def default_workers() -> int:
+    "`VLNOTES_WORKERS` if set (an int >= 1), else the number of CPUs this process may run on."
+    env = os.environ.get("VLNOTES_WORKERS")
+    if env is not None:
+        try: return check_int(int(env), "VLNOTES_WORKERS", 1, 256)
+        except ValueError: raise ValueError(f"VLNOTES_WORKERS: expected an int from 1 to 256, got {env!r}") from None
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+def parallel_map(fn: Callable[[Any], Any], items: Sequence, workers: int | None = None) -> list:
+    """`[fn(x) for x in items]`, in order, over `workers` forked processes with one torch thread each (default
+    `default_workers()`); `workers=1`, one item, or a call from inside a worker: a plain loop here."""
+    if not callable(fn): raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
+        raise TypeError(f"items: expected a list or tuple, got {type(items).__name__}")
+    workers = default_workers() if workers is None else check_int(workers, "workers", 1, 256)
+    workers = min(workers, len(items))
+    if workers <= 1 or _IN_WORKER: return [fn(x) for x in items]
+    if "fork" not in multiprocessing.get_all_start_methods():
+        warnings.warn("parallel_map: this platform cannot fork; running the items one after the other")
+        return [fn(x) for x in items]
+    global _WORKER_FN
+    if _WORKER_FN is not None: raise RuntimeError("parallel_map: already running in this process (not re-entrant)")
+    _WORKER_FN = fn
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_worker_init, initargs=(1,)) as pool:
+            return list(pool.map(_worker_call, items))
+    finally:
+        _WORKER_FN = None
+
 
 # %% ../nbs/foundations/09_experiment.ipynb #49ec32bb
 def plot_curves(histories: Mapping[str, History], key: str = "loss", smoothing: float = 0.8, ax=None) -> Figure:
