@@ -144,8 +144,7 @@ def test_launch_rejects_bad_targets():
 
 def _short_run(seed: int) -> dict:
     "A 6-step run from `seed`: its history rows and a weight checksum (what a claim run returns, in small)."
-    from vlnotes.experiment import render_split as _render
-    data = _render("train", 48, image_size=16)
+    data = render_split("train", 48, image_size=16)
     seed_everything(seed)
     r = run(tiny_net(), data, max_steps=6, batch_size=16, log_every=1, lr=1e-2, seed=seed, progress=False)
     return {"rows": r.history.rows, "checksum": float(sum(p.detach().double().sum() for p in r.model.parameters()))}

@@ -290,9 +290,9 @@ def run(model: nn.Module, train_data: Dataset, loss_fn: Callable = classificatio
     return RunResult(trainer.unwrapped_model.eval(), history, time.perf_counter() - t0)
 
 # %% ../nbs/foundations/09_experiment.ipynb #b877ea9f
-def _over_seeds(values: Sequence, seeds: Sequence[int], what: str) -> SeedStats:
+def _over_seeds(values: Sequence, seeds: Sequence[int], what: str, source: str) -> SeedStats:
     try: return seed_stats(values)
-    except (TypeError, ValueError) as e: raise type(e)(f"fn: {what} over seeds {list(seeds)}: {e}") from None
+    except (TypeError, ValueError) as e: raise type(e)(f"{source}: {what} over seeds {list(seeds)}: {e}") from None
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
@@ -302,22 +302,23 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
         raise ValueError(f"seeds: expected a non-empty list of distinct seeds, got {seeds}")
     return seeds
 
-def over_seeds(results: Sequence, seeds: Sequence[int]) -> SeedStats | dict[str, SeedStats]:
+def over_seeds(results: Sequence, seeds: Sequence[int], source: str = "results") -> SeedStats | dict[str, SeedStats]:
     """`results[i]` (a number, or a dict of numbers with the same keys for every seed) from `seeds[i]` ->
-    `SeedStats` over the seeds (or a dict of them, one per key)."""
+    `SeedStats` over the seeds (or a dict of them, one per key). Errors name `source` (what produced the results)."""
     seeds = _check_seeds(seeds)
     if isinstance(results, (str, bytes, Mapping)) or not isinstance(results, Sequence) or len(results) != len(seeds):
         raise ValueError(f"results: expected one result per seed ({len(seeds)}), got {type(results).__name__} "
                          f"of length {len(results) if isinstance(results, Sequence) else '-'}")
     dicts = [isinstance(r, Mapping) for r in results]
-    if not any(dicts): return _over_seeds(results, seeds, "the values")
+    if not any(dicts): return _over_seeds(results, seeds, "the values", source)
     if not all(dicts):
-        raise TypeError(f"fn: expected a number for every seed or a dict for every seed, got a mix: {list(results)}")
+        raise TypeError(f"{source}: expected a number for every seed or a dict for every seed, got a mix: "
+                        f"{list(results)}")
     keys = list(results[0])
     for s, r in zip(seeds, results):
         if set(r) != set(keys):
-            raise ValueError(f"fn: expected the keys {keys} for every seed, got {list(r)} for seed {s}")
-    return {k: _over_seeds([r[k] for r in results], seeds, f"{k!r}") for k in keys}
+            raise ValueError(f"{source}: expected the keys {keys} for every seed, got {list(r)} for seed {s}")
+    return {k: _over_seeds([r[k] for r in results], seeds, f"{k!r}", source) for k in keys}
 
 def multi_seed(fn: Callable[[int], Any], seeds: Sequence[int] = (0, 1, 2),
                workers: int = 1) -> SeedStats | dict[str, SeedStats]:
@@ -326,7 +327,7 @@ def multi_seed(fn: Callable[[int], Any], seeds: Sequence[int] = (0, 1, 2),
     forked processes (`parallel_map`)."""
     if not callable(fn): raise TypeError(f"fn: expected a callable taking a seed, got {type(fn).__name__}")
     seeds = _check_seeds(seeds)
-    return over_seeds(parallel_map(_Seeded(fn), seeds, workers), seeds)
+    return over_seeds(parallel_map(_Seeded(fn), seeds, workers), seeds, source="fn")
 
 
 # %% ../nbs/foundations/09_experiment.ipynb #af5fec1e
