@@ -166,6 +166,8 @@ def test_bad_inputs_are_named(call, message):
     (dict(text=BertConfig(vocab_size=60, dim=24, depth=2, heads=2, cross_attention_from=1, context_dim=20)),
      "context_dim"),
     (dict(queue_size=0), "queue_size"), (dict(momentum=1.5), "momentum"), (dict(temp=0.9), "temp"),
+    (dict(hard_negative_share=1.5), "hard_negative_share"), (dict(hard_negative_share=-0.1), "hard_negative_share"),
+    (dict(mlm="no"), "mlm"),
 ])
 def test_bad_configs_are_named(kw, field):
     base = dict(vision=ViTConfig(image_size=32, patch_size=8, dim=16, depth=2, heads=2),
@@ -228,3 +230,43 @@ def test_bad_image_inputs_are_named(call, message):
     m = ALBEF(tiny_config())
     images, ids, mask = batch()
     with pytest.raises((ValueError, TypeError), match=re.escape(message)): call(m, images, ids, mask)
+
+
+def test_mlm_off_leaves_itc_and_itm_unchanged():
+    "mlm=False: the loss is ITC + ITM exactly as with MLM on (same weights, same draws), and the MLM head gets no gradient."
+    torch.manual_seed(0)
+    with_mlm = ALBEF(tiny_config()).train()
+    without = ALBEF(tiny_config(mlm=False)); without.load_state_dict(with_mlm.state_dict()); without.train()
+    images, ids, mask = batch()
+    torch.manual_seed(1); a = with_mlm(images, ids, mask)
+    torch.manual_seed(1); b = without(images, ids, mask)
+    for k in ("loss_itc", "loss_itm", "itm_acc"): torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert b.loss_mlm.item() == 0 and math.isnan(b.mlm_acc.item())
+    torch.testing.assert_close(b.loss, b.loss_itc + b.loss_itm, rtol=0, atol=0)
+    b.loss.backward()
+    head = [p for n, p in without.text.named_parameters() if not n.startswith("bert.")]
+    assert head and all(p.grad is None or not p.grad.any() for p in head)
+
+@pytest.mark.parametrize("share", [1.0, 0.25, 0.0])
+def test_hard_negative_share_mixes_the_draw_with_a_uniform_one(share):
+    "The sampler gets share * softmax(similarities) + (1 - share) / B per row: the paper's draw at 1, uniform at 0."
+    import vlnotes.papers.albef as albef
+    torch.manual_seed(0)
+    m = ALBEF(tiny_config(hard_negative_share=share)).train()
+    images, ids, mask = batch(6)
+    seen, original = [], albef.sample_negatives
+    def spy(w, generator=None, exclude=None):
+        seen.append(w.clone()); return original(w, generator, exclude)
+    sims = []
+    itc = albef.ALBEF.itc_loss
+    def keep_sims(self, *a):
+        out = itc(self, *a); sims.append(out[1:]); return out
+    albef.sample_negatives, albef.ALBEF.itc_loss = spy, keep_sims
+    try: m(images, ids, mask)
+    finally: albef.sample_negatives, albef.ALBEF.itc_loss = original, itc
+    (sim_i2t, sim_t2i), = sims
+    expected = [share * F.softmax(s, dim=1) + (1 - share) / 6 for s in (sim_t2i, sim_i2t)]   # images drawn first
+    for w, e in zip(seen, expected):
+        torch.testing.assert_close(w, e, rtol=0, atol=1e-7)
+        torch.testing.assert_close(w.sum(1), torch.ones(6), rtol=0, atol=1e-6)
+    if share == 0: assert all(torch.allclose(w, torch.full((6, 6), 1 / 6)) for w in seen)

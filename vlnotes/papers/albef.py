@@ -46,6 +46,8 @@ class ALBEFConfig(Config):
     hard_negatives: bool = True      # ITM negatives drawn by similarity (C2),
     distill: bool = True             # momentum distillation (C3)
     freeze_vision: bool = False      # a fixed image encoder: no gradient, no momentum copy, tokens computable once
+    mlm: bool = True                 # the MLM loss (off: ITC + ITM only)
+    hard_negative_share: float = 1.0 # share of each ITM negative draw that follows the ITC similarities (rest uniform)
 
     def validate(self):
         if not isinstance(self.vision, ViTConfig):
@@ -69,7 +71,8 @@ class ALBEFConfig(Config):
         check_float(self.mlm_prob, "ALBEFConfig.mlm_prob", 0, 1, low_inclusive=False)
         check_int(self.mask_id, "ALBEFConfig.mask_id", 0, self.text.vocab_size - 1)
         check_int(self.first_word_id, "ALBEFConfig.first_word_id", 0, self.text.vocab_size - 1)
-        for name in ("itc", "hard_negatives", "distill", "freeze_vision"):
+        check_float(self.hard_negative_share, "ALBEFConfig.hard_negative_share", 0, 1)
+        for name in ("itc", "hard_negatives", "distill", "freeze_vision", "mlm"):
             check_bool(getattr(self, name), f"ALBEFConfig.{name}")
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #33db424a
@@ -244,12 +247,14 @@ def itc_loss(self: ALBEF, image_feat, text_feat, image_feat_m, text_feat_m, alph
 def itm_loss(self: ALBEF, text_hidden, attention_mask, image_tokens, sim_i2t=None, sim_t2i=None,
              negative_mask=None):
     """ITM on B positives and 2B negatives: for every text a negative image and for every image a negative text,
-    drawn by `softmax` of the in-batch ITC similarities (hard negatives) or uniformly, never a pair marked in
+    drawn by `softmax` of the in-batch ITC similarities (hard negatives; mixed with a uniform draw by
+    `hard_negative_share` < 1) or uniformly, never a pair marked in
     `negative_mask` (`[i, j]`: text j is also true of image i); cross-entropy on the fused [CLS] state. Returns the
     loss and the accuracy."""
     B = len(text_hidden)
     if self.config.hard_negatives and sim_i2t is not None:
-        w_i2t, w_t2i = F.softmax(sim_i2t.float(), dim=1), F.softmax(sim_t2i.float(), dim=1)
+        share = self.config.hard_negative_share
+        w_i2t, w_t2i = (share * F.softmax(s.float(), dim=1) + (1 - share) / B for s in (sim_i2t, sim_t2i))
     else:
         w_i2t = w_t2i = torch.ones(B, B, device=text_hidden.device)
     exclude_t2i = None if negative_mask is None else negative_mask.t()
@@ -320,7 +325,10 @@ def forward(self: ALBEF, images: torch.Tensor | None, input_ids: torch.Tensor, a
     if self.training:
         self.image_queue.enqueue(image_feat_m); self.text_queue.enqueue(text_feat_m)
     loss_itm, itm_acc = self.itm_loss(text_hidden, mask, image_tokens, sim_i2t, sim_t2i, negative_mask)
-    loss_mlm, mlm_acc = self.mlm_loss(input_ids, mask, image_tokens, image_tokens_m, alpha)
+    if c.mlm:
+        loss_mlm, mlm_acc = self.mlm_loss(input_ids, mask, image_tokens, image_tokens_m, alpha)
+    else:
+        loss_mlm, mlm_acc = torch.zeros((), device=input_ids.device), torch.tensor(float("nan"))
     return ALBEFOutput(loss_itc + loss_itm + loss_mlm, loss_itc, loss_itm, loss_mlm, itm_acc, mlm_acc)
 
 # %% ../../nbs/papers/40_fusion/41_albef.ipynb #f98546f7
