@@ -182,3 +182,17 @@ def test_multi_seed_with_workers_equals_one_thread_multi_seed():
     try: one = ms(lambda s: _short_run(s)["checksum"], seeds=(3, 4, 5))
     finally: torch.set_num_threads(threads)
     assert ms(lambda s: _short_run(s)["checksum"], seeds=(3, 4, 5), workers=2).values == one.values
+
+
+def test_multi_seed_arms_equals_one_thread_multi_seed_per_arm():
+    "All arm x seed runs sharing two workers give each arm's one-thread multi_seed, arm by arm, in order."
+    from vlnotes.experiment import multi_seed as ms, multi_seed_arms
+    offset = {"first": 0, "second": 10}                  # arms that differ: another data/initialisation stream
+    checksum = lambda arm, seed: _short_run(seed + offset[arm])["checksum"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try: one = {arm: ms(lambda s, arm=arm: checksum(arm, s), seeds=(3, 4, 5)).values for arm in offset}
+    finally: torch.set_num_threads(threads)
+    both = multi_seed_arms(checksum, list(offset), seeds=(3, 4, 5), workers=2)
+    assert list(both) == list(offset) and {arm: st.values for arm, st in both.items()} == one
+    assert one["first"] != one["second"]

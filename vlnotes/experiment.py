@@ -32,8 +32,8 @@ from .train import Callback, History, TrainConfig, Trainer, _ema
 # %% auto #0
 __all__ = ['RENDER_FIELDS', 'COLOUR_OPS', 'RenderedSplit', 'render_split', 'object_crops', 'tensor_split', 'vqa_rows',
            'RandAugment', 'augment_images', 'logits_of', 'classification_loss', 'evaluate_classifier', 'RunResult',
-           'run', 'over_seeds', 'multi_seed', 'default_workers', 'parallel_map', 'plot_curves', 'median_seconds',
-           'LaunchError', 'launch']
+           'run', 'over_seeds', 'multi_seed', 'multi_seed_arms', 'default_workers', 'parallel_map', 'plot_curves',
+           'median_seconds', 'LaunchError', 'launch']
 
 # %% ../nbs/foundations/09_experiment.ipynb #1bb62352
 RENDER_FIELDS = ("images", "label", "semantic", "depth")   # the per-sample tensors a split can hold
@@ -329,6 +329,20 @@ def multi_seed(fn: Callable[[int], Any], seeds: Sequence[int] = (0, 1, 2),
     seeds = _check_seeds(seeds)
     return over_seeds(parallel_map(_Seeded(fn), seeds, workers), seeds, source="fn")
 
+def multi_seed_arms(fn: Callable[[Any, int], Any], arms: Sequence, seeds: Sequence[int] = (0, 1, 2),
+                    workers: int = 1) -> dict:
+    """`fn(arm, seed)` for every arm and seed (RNGs seeded with the seed first) -> `{arm: SeedStats}` (or a dict of
+    them per arm, as `multi_seed`). `workers` > 1: all the runs share that many forked processes (`parallel_map`)."""
+    if not callable(fn): raise TypeError(f"fn: expected a callable taking an arm and a seed, got {type(fn).__name__}")
+    if isinstance(arms, (str, bytes, Mapping)) or not isinstance(arms, Sequence):
+        raise TypeError(f"arms: expected a list of distinct arm names, got {type(arms).__name__} {arms!r}")
+    if not arms or len(set(arms)) != len(arms):
+        raise ValueError(f"arms: expected a non-empty list of distinct arm names, got {list(arms)}")
+    seeds = _check_seeds(seeds)
+    done = parallel_map(_SeededArm(fn), [(arm, s) for arm in arms for s in seeds], workers)
+    n = len(seeds)
+    return {arm: over_seeds(done[i * n:(i + 1) * n], seeds, source=f"fn (arm {arm!r})") for i, arm in enumerate(arms)}
+
 
 # %% ../nbs/foundations/09_experiment.ipynb #af5fec1e
 import multiprocessing, warnings
@@ -350,6 +364,14 @@ class _Seeded:
     def __call__(self, seed: int) -> Any:
         seed_everything(seed)
         return self.fn(seed)
+
+class _SeededArm:
+    "`fn(arm, seed)` with every RNG seeded by `seed` first."
+    def __init__(self, fn: Callable[[Any, int], Any]): self.fn = fn
+    def __call__(self, job: tuple[Any, int]) -> Any:
+        arm, seed = job
+        seed_everything(seed)
+        return self.fn(arm, seed)
 
 def default_workers() -> int:
     "`VLNOTES_WORKERS` if set (an int >= 1), else the number of CPUs this process may run on."
