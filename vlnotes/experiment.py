@@ -30,10 +30,10 @@ from .data.world import QUESTION_TYPES, ShapesWorld
 from .train import Callback, History, TrainConfig, Trainer, _ema
 
 # %% auto #0
-__all__ = ['RENDER_FIELDS', 'COLOUR_OPS', 'RenderedSplit', 'render_split', 'object_crops', 'tensor_split', 'vqa_rows',
-           'RandAugment', 'augment_images', 'logits_of', 'classification_loss', 'evaluate_classifier', 'RunResult',
-           'run', 'over_seeds', 'multi_seed', 'multi_seed_arms', 'default_workers', 'parallel_map', 'plot_curves',
-           'median_seconds', 'LaunchError', 'launch']
+__all__ = ['RENDER_FIELDS', 'COLOUR_OPS', 'RenderedSplit', 'render_split', 'object_crops', 'one_caption_each', 'tensor_split',
+           'vqa_rows', 'RandAugment', 'augment_images', 'logits_of', 'classification_loss', 'evaluate_classifier',
+           'RunResult', 'run', 'over_seeds', 'multi_seed', 'multi_seed_arms', 'default_workers', 'parallel_map',
+           'plot_curves', 'median_seconds', 'LaunchError', 'launch']
 
 # %% ../nbs/foundations/09_experiment.ipynb #1bb62352
 RENDER_FIELDS = ("images", "label", "semantic", "depth")   # the per-sample tensors a split can hold
@@ -131,6 +131,28 @@ def object_crops(d: RenderedSplit, size: int, margin: float = 2.0) -> torch.Tens
     theta[:, 0, 2], theta[:, 1, 2] = 2 * x - 1, 2 * y - 1         # the centre, x to the right and y down
     grid = F.affine_grid(theta.to(d.images), [len(objects), d.images.shape[1], size, size], align_corners=False)
     return F.grid_sample(d.images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+# %% ../nbs/foundations/09_experiment.ipynb #c869e5c7
+def one_caption_each(batch: Mapping, keys: Sequence[str] = ("input_ids", "attention_mask"),
+                     trim: bool = True) -> dict[str, torch.Tensor]:
+    """One random caption per scene from `batch`'s `(B, C, L)` caption tensors under `keys`: `{key: (B, L) long}`,
+    cut after the longest kept caption's last real token when `trim` (by `attention_mask`), and `rows` `(B,)`, the
+    caption drawn for each scene."""
+    keys = list(keys)
+    missing = [k for k in keys if k not in batch]
+    if not keys or missing:
+        raise KeyError(f"batch: expected the caption tensors {keys}, missing {missing}; it has {sorted(batch)}")
+    if trim and "attention_mask" not in keys:
+        raise ValueError(f"keys: trimming needs 'attention_mask' among the keys, got {keys} (or pass trim=False)")
+    dims = check_shape(batch[keys[0]], ("B", "C", "L"), f"batch[{keys[0]!r}]")
+    for k in keys[1:]: check_shape(batch[k], ("B", "C", "L"), f"batch[{k!r}]", dims)
+    rows = torch.randint(dims["C"], (dims["B"],), device=batch[keys[0]].device)
+    scenes = torch.arange(dims["B"], device=rows.device)
+    out = {k: batch[k][scenes, rows].long() for k in keys}
+    if trim:
+        L = int(out["attention_mask"].sum(1).max())
+        out = {k: v[:, :L] for k, v in out.items()}
+    return out | {"rows": rows}
 
 # %% ../nbs/foundations/09_experiment.ipynb #fe9bf4cb
 def tensor_split(dataset: Any, n: int | None = None, channels: int = 3) -> RenderedSplit:
@@ -336,6 +358,8 @@ def multi_seed_arms(fn: Callable[[Any, int], Any], arms: Sequence, seeds: Sequen
     if not callable(fn): raise TypeError(f"fn: expected a callable taking an arm and a seed, got {type(fn).__name__}")
     if isinstance(arms, (str, bytes, Mapping)) or not isinstance(arms, Sequence):
         raise TypeError(f"arms: expected a list of distinct arm names, got {type(arms).__name__} {arms!r}")
+    if not all(isinstance(a, (str, int, float, tuple)) for a in arms):
+        raise TypeError(f"arms: expected names (str, int, float or tuple) to key the results by, got {list(arms)}")
     if not arms or len(set(arms)) != len(arms):
         raise ValueError(f"arms: expected a non-empty list of distinct arm names, got {list(arms)}")
     seeds = _check_seeds(seeds)
